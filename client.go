@@ -1,0 +1,209 @@
+package resq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/resq-go/resq/internal/envelope"
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// EnqueueFunc pushes one job; the innermost one writes to Redis.
+type EnqueueFunc func(ctx context.Context, job *Job) error
+
+// EnqueueMiddleware wraps enqueueing, the Go shape of before_enqueue and
+// after_enqueue hooks: return ErrDontEnqueue to veto the push.
+type EnqueueMiddleware func(next EnqueueFunc) EnqueueFunc
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Middleware wraps every enqueue, outermost first.
+	Middleware []EnqueueMiddleware
+	// QueueCaps limits queue lengths: Enqueue refuses with ErrQueueFull when
+	// the named queue already holds that many jobs. Empty: no caps.
+	QueueCaps map[string]int64
+	// Logger receives enqueue events. Default: the Conn's logger.
+	Logger *slog.Logger
+	// Now is the clock (for tests). Default time.Now.
+	Now func() time.Time
+}
+
+// Client enqueues and removes jobs. It is safe for concurrent use.
+type Client struct {
+	conn   *Conn
+	store  *wire.Store
+	cfg    ClientConfig
+	push   EnqueueFunc
+	logger *slog.Logger
+}
+
+// NewClient returns a Client on conn.
+func NewClient(conn *Conn, cfg ClientConfig) *Client {
+	if cfg.Logger == nil {
+		cfg.Logger = conn.logger
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Client{conn: conn, store: conn.store, cfg: cfg, logger: cfg.Logger}
+	push := c.write
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		push = cfg.Middleware[i](push)
+	}
+	c.push = push
+	return c
+}
+
+// Enqueued describes a job that reached Redis.
+type Enqueued struct {
+	ID    string
+	Class string
+	Queue string
+	Size  int // payload bytes
+}
+
+// Enqueue pushes a job of class onto queue with args, as Resque.enqueue_to
+// does: each arg becomes one element of the job's args array. Args that
+// implement Validator are validated first. The returned error is non-nil
+// whenever the job did not reach Redis.
+func (c *Client) Enqueue(ctx context.Context, queue, class string, args ...any) (*Enqueued, error) {
+	if err := checkNames(queue, class); err != nil {
+		return nil, err
+	}
+	for i, a := range args {
+		if err := validate(a); err != nil {
+			return nil, fmt.Errorf("enqueue %s to queue %s: argument %d: %w: %v", class, queue, i, ErrInvalidArgs, err)
+		}
+	}
+	raw, err := wire.MarshalArgs(args)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue %s to queue %s: arguments cannot be encoded as JSON: %w", class, queue, err)
+	}
+	return c.EnqueueRaw(ctx, queue, class, raw)
+}
+
+// EnqueueRaw pushes a job whose args are already a JSON array.
+func (c *Client) EnqueueRaw(ctx context.Context, queue, class string, args json.RawMessage) (*Enqueued, error) {
+	if err := checkNames(queue, class); err != nil {
+		return nil, err
+	}
+	var probe []json.RawMessage
+	if err := json.Unmarshal(args, &probe); err != nil {
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w: args must be a JSON array (%v)", class, queue, ErrInvalidArgs, err)
+	}
+	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.Now()}
+	if err := c.push(ctx, job); err != nil {
+		if errors.Is(err, ErrDontEnqueue) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
+	}
+	return &Enqueued{ID: job.ID, Class: job.Class, Queue: job.Queue, Size: len(job.payload)}, nil
+}
+
+// write is the innermost EnqueueFunc: encode and push.
+func (c *Client) write(ctx context.Context, job *Job) error {
+	job.payload = wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}.Encode()
+	if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
+		n, pushed, err := c.store.PushCapped(ctx, job.Queue, job.payload, limit)
+		if err != nil {
+			return err
+		}
+		if !pushed {
+			return fmt.Errorf("%w: queue %s holds %d jobs, its cap is %d; retry later or raise the cap", ErrQueueFull, job.Queue, n, limit)
+		}
+	} else if err := c.store.Push(ctx, job.Queue, job.payload); err != nil {
+		return err
+	}
+	c.logger.Debug("job enqueued", "job_id", job.ID, "class", job.Class, "queue", job.Queue, "bytes", len(job.payload))
+	return nil
+}
+
+// Dequeue removes queued jobs of class from queue, like Resque.dequeue. With
+// no args every job of the class goes; with args only jobs whose arguments
+// are equal as JSON values (whatever their formatting or extra payload
+// fields, unlike Ruby's byte comparison). It returns the number removed.
+func (c *Client) Dequeue(ctx context.Context, queue, class string, args ...any) (int64, error) {
+	if err := checkNames(queue, class); err != nil {
+		return 0, err
+	}
+	var want any
+	if len(args) > 0 {
+		raw, err := wire.MarshalArgs(args)
+		if err != nil {
+			return 0, fmt.Errorf("dequeue %s from %s: %w", class, queue, err)
+		}
+		want = normalizeJSON(raw)
+	}
+	return c.store.RemoveMatching(ctx, queue, func(raw []byte) bool {
+		p, err := wire.DecodePayload(raw)
+		if err != nil || p.Class != class {
+			return false
+		}
+		return want == nil || jsonEqual(normalizeJSON(p.Args), want)
+	})
+}
+
+func checkNames(queue, class string) error {
+	if queue == "" {
+		return errors.New("resq: no queue given (Resque::NoQueueError)")
+	}
+	if class == "" {
+		return errors.New("resq: no job class given (Resque::NoClassError)")
+	}
+	return nil
+}
+
+func normalizeJSON(raw []byte) any {
+	var v any
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return nil
+	}
+	return v
+}
+
+func jsonEqual(a, b any) bool {
+	switch x := a.(type) {
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		fx, e1 := x.Float64()
+		fy, e2 := y.Float64()
+		return e1 == nil && e2 == nil && fx == fy
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if !jsonEqual(v, y[k]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return a == b
+	}
+}

@@ -1,0 +1,224 @@
+package resq
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/resq-go/resq/internal/isolate"
+)
+
+// HandlerFunc runs one job.
+type HandlerFunc func(ctx context.Context, job *Job) error
+
+// Middleware wraps job execution, the Go shape of Resque's perform hooks:
+// code before next is before_perform (return ErrDontPerform to skip the job),
+// around next is around_perform, after it is after_perform, and inspecting
+// next's error is on_failure.
+type Middleware func(next HandlerFunc) HandlerFunc
+
+// Validator is implemented by argument types that check themselves. Validate
+// runs when a Client enqueues the value and again before the handler runs.
+type Validator interface {
+	Validate() error
+}
+
+// HandlerOptions are per-class settings.
+type HandlerOptions struct {
+	// Timeout bounds one run of the handler (its context is cancelled).
+	// Zero means WorkerConfig.JobTimeout.
+	Timeout time.Duration
+	// AllowUnknownFields accepts argument objects with fields the type does
+	// not declare. By default they are refused.
+	AllowUnknownFields bool
+}
+
+type handlerEntry struct {
+	class   string
+	fn      HandlerFunc
+	opts    HandlerOptions
+	command bool // runs an external command: the timeout is enforced by a kill
+}
+
+// Handle registers fn for jobs of class. The job's args array is decoded into
+// T: when T is a slice or array type, the whole args array is decoded into
+// it; otherwise the array must hold exactly one element (a JSON object for a
+// struct) which is decoded into T. Unknown fields and type mismatches are
+// refused; if T (or *T) implements Validator, Validate runs before fn.
+//
+// Handle must be called before Run. Registering a class twice replaces it.
+func Handle[T any](w *Worker, class string, fn func(ctx context.Context, args T) error, opts ...HandlerOptions) {
+	var o HandlerOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	w.register(&handlerEntry{class: class, opts: o, fn: func(ctx context.Context, job *Job) error {
+		v, err := DecodeArgs[T](job.Args, o.AllowUnknownFields)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, v)
+	}})
+}
+
+// HandleFunc registers a handler that receives the raw job.
+func (w *Worker) HandleFunc(class string, fn HandlerFunc, opts ...HandlerOptions) {
+	var o HandlerOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	w.register(&handlerEntry{class: class, fn: fn, opts: o})
+}
+
+// Command runs a job as an external program (resq work --exec).
+type Command struct {
+	// Path of the executable. It is run directly, never through a shell.
+	Path string
+	// Args are passed after the program name.
+	Args []string
+	// Timeout kills the process group (SIGTERM, then SIGKILL after 2 s).
+	// Zero means WorkerConfig.JobTimeout.
+	Timeout time.Duration
+	// MaxOutput is how many bytes of stdout and of stderr are kept. Default 64 KiB.
+	MaxOutput int
+}
+
+// HandleCommand registers an external program as the handler of class. The
+// job's args (the JSON array) are written to its stdin; RESQ_JOB_CLASS,
+// RESQ_JOB_QUEUE and RESQ_JOB_ID are set in its environment. Exit status 0
+// is success; any other exit is a failure whose message is the tail of its
+// stderr.
+func (w *Worker) HandleCommand(class string, c Command) {
+	w.register(&handlerEntry{class: class, command: true, opts: HandlerOptions{Timeout: c.Timeout}, fn: func(ctx context.Context, job *Job) error {
+		timeout := c.Timeout
+		if dl, ok := ctx.Deadline(); ok && (timeout == 0 || time.Until(dl) < timeout) {
+			timeout = time.Until(dl)
+		}
+		res, err := isolate.Run(ctx, isolate.Command{
+			Path:      c.Path,
+			Args:      c.Args,
+			Stdin:     job.Args,
+			Env:       []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID},
+			Timeout:   timeout,
+			MaxOutput: c.MaxOutput,
+		})
+		if errors.Is(err, isolate.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			return &JobError{Name: ExceptionTimeout, Err: fmt.Errorf("timeout after %s: %s killed", roundDur(timeout), c.Path), Backtrace: tailLines(res.Stderr, 20)}
+		}
+		if err != nil {
+			return &JobError{Name: ExceptionExecFailed, Err: err}
+		}
+		if res.ExitCode != 0 {
+			msg := strings.TrimSpace(string(lastBytes(res.Stderr, 2048)))
+			status := fmt.Sprintf("exit status %d", res.ExitCode)
+			if res.Signal != "" {
+				status = "killed by signal " + res.Signal
+			}
+			if msg == "" {
+				msg = status
+			} else {
+				msg = status + ": " + msg
+			}
+			return &JobError{Name: ExceptionExecFailed, Err: errors.New(msg), Backtrace: tailLines(res.Stderr, 20)}
+		}
+		return nil
+	}})
+}
+
+// DecodeArgs decodes a Resque args array into T with the rules of Handle.
+func DecodeArgs[T any](args json.RawMessage, allowUnknown bool) (T, error) {
+	var v T
+	t := reflect.TypeFor[T]()
+	src := []byte(args)
+	if len(bytes.TrimSpace(src)) == 0 {
+		src = []byte("[]")
+	}
+	if k := t.Kind(); k != reflect.Slice && k != reflect.Array {
+		var elems []json.RawMessage
+		if err := json.Unmarshal(src, &elems); err != nil {
+			return v, fmt.Errorf("%w: args are not a JSON array: %v", ErrInvalidArgs, err)
+		}
+		if len(elems) != 1 {
+			return v, fmt.Errorf("%w: expected 1 argument (%s), got %d", ErrInvalidArgs, t, len(elems))
+		}
+		src = elems[0]
+	}
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.UseNumber()
+	if !allowUnknown {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(&v); err != nil {
+		return v, fmt.Errorf("%w: %s", ErrInvalidArgs, describeDecodeError(err, t))
+	}
+	if dec.More() {
+		return v, fmt.Errorf("%w: trailing data after the arguments", ErrInvalidArgs)
+	}
+	if err := validate(&v); err != nil {
+		return v, fmt.Errorf("%w: %v", ErrInvalidArgs, err)
+	}
+	return v, nil
+}
+
+func validate(v any) error {
+	if val, ok := v.(Validator); ok {
+		return val.Validate()
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		if val, ok := rv.Elem().Interface().(Validator); ok {
+			return val.Validate()
+		}
+	}
+	return nil
+}
+
+// describeDecodeError says what was wrong without echoing argument values.
+func describeDecodeError(err error, t reflect.Type) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "(value)"
+		}
+		return fmt.Sprintf("field %s: JSON %s cannot be decoded into %s", field, typ.Value, typ.Type)
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + " for " + t.String()
+	default:
+		return err.Error()
+	}
+}
+
+func lastBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func tailLines(b []byte, n int) []string {
+	s := strings.TrimRight(string(b), "\n")
+	if s == "" {
+		return nil
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+func roundDur(d time.Duration) time.Duration {
+	if d > time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d
+}

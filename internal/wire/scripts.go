@@ -1,0 +1,84 @@
+package wire
+
+import "github.com/redis/go-redis/v9"
+
+// fetchScript pops up to n jobs for n idle worker slots in one round trip and
+// writes each slot's "working on" record in the same atomic step, so a job is
+// never only in a worker's memory.
+//
+// KEYS[1] = pause-all-workers, KEYS[2..1+m] = queue lists in priority order,
+// KEYS[2+m..1+m+n] = worker:<id> keys of the idle slots.
+// ARGV[1] = m, ARGV[1+j] = the record prefix for queue j (RecordPrefix).
+// Returns -1 when all workers are paused, else a flat array of
+// (queue index, slot index, payload) triples.
+//
+// Queues before the current one are known to be empty for the rest of the
+// script (it runs atomically), so the scan never restarts from the top.
+var fetchScript = redis.NewScript(`
+local m = tonumber(ARGV[1])
+local p = redis.call('GET', KEYS[1])
+if p then
+  p = string.lower(string.match(p, '^%s*(.-)%s*$'))
+  if p == 'true' then return -1 end
+end
+local out = {}
+local n = #KEYS - 1 - m
+local q = 1
+for i = 1, n do
+  local job = false
+  while q <= m do
+    job = redis.call('LPOP', KEYS[1 + q])
+    if job then break end
+    q = q + 1
+  end
+  if not job then break end
+  local body = job
+  if not (string.byte(job, 1) == 123 and string.byte(job, -1) == 125) then
+    body = cjson.encode(job)
+  end
+  redis.call('SET', KEYS[1 + m + i], ARGV[1 + q] .. body .. '}')
+  out[#out + 1] = q
+  out[#out + 1] = i
+  out[#out + 1] = job
+end
+return out
+`)
+
+// recoverScript acts on a dead worker's in-flight job only if worker:<id>
+// still holds exactly the record the caller read, so two recoverers never
+// requeue the same job twice. Then it unregisters the worker (spec §4.2).
+//
+// KEYS: worker:<id>, target list (queue:<q> to requeue, failed to fail),
+// workers, worker:<id>:started, workers:heartbeat, stat:processed:<id>,
+// stat:failed:<id>, queues.
+// ARGV: expected record ("" when none), bytes to push, worker id, queue name,
+// mode ("requeue" pushes to the head of the queue, "fail" appends).
+var recoverScript = redis.NewScript(`
+local rec = redis.call('GET', KEYS[1])
+if ARGV[1] ~= '' then
+  if rec ~= ARGV[1] then return 0 end
+  if ARGV[5] == 'requeue' then
+    redis.call('SADD', KEYS[8], ARGV[4])
+    redis.call('LPUSH', KEYS[2], ARGV[2])
+  else
+    redis.call('RPUSH', KEYS[2], ARGV[2])
+  end
+elseif rec then
+  return 0
+end
+redis.call('SREM', KEYS[3], ARGV[3])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[6], KEYS[7])
+redis.call('HDEL', KEYS[5], ARGV[3])
+return 1
+`)
+
+// requeueScript puts a job that was interrupted by a fast stop back at the
+// head of its queue, if the slot's record is still the one it wrote.
+// KEYS: worker:<id>, queue:<q>, queues. ARGV: expected record, payload, queue.
+var requeueScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+`)

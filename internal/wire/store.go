@@ -1,0 +1,353 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store runs resq's Redis operations for one namespace. It is safe for
+// concurrent use.
+type Store struct {
+	rdb  redis.UniversalClient
+	Keys Keys
+}
+
+// NewStore wraps a go-redis client.
+func NewStore(rdb redis.UniversalClient, namespace string) *Store {
+	return &Store{rdb: rdb, Keys: NewKeys(namespace)}
+}
+
+// Client returns the underlying client (for INFO and other server-level reads).
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// ServerTime returns Redis's TIME.
+func (s *Store) ServerTime(ctx context.Context) (time.Time, error) {
+	return s.rdb.Time(ctx).Result()
+}
+
+// Push enqueues one payload as Ruby does (SADD queues, RPUSH queue:<q>), in a
+// MULTI/EXEC so that both happen or neither does. Every reply is checked.
+func (s *Store) Push(ctx context.Context, queue string, payload []byte) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, s.Keys.Queues(), queue)
+		p.RPush(ctx, s.Keys.Queue(queue), payload)
+		return nil
+	})
+	return err
+}
+
+// PushCapped enqueues like Push but refuses when the queue already holds
+// limit or more jobs. It returns the queue length seen and whether it pushed.
+func (s *Store) PushCapped(ctx context.Context, queue string, payload []byte, limit int64) (int64, bool, error) {
+	res, err := pushCappedScript.Run(ctx, s.rdb, []string{s.Keys.Queues(), s.Keys.Queue(queue)}, queue, payload, limit).Int64Slice()
+	if err != nil {
+		return 0, false, err
+	}
+	return res[0], res[1] == 1, nil
+}
+
+var pushCappedScript = redis.NewScript(`
+local n = redis.call('LLEN', KEYS[2])
+if n >= tonumber(ARGV[3]) then return {n, 0} end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return {n, 1}
+`)
+
+// Fetched is one job handed to a slot by Fetch.
+type Fetched struct {
+	Slot  int // index into the ids passed to Fetch
+	Queue string
+	Raw   []byte
+	RunAt string
+}
+
+// Record returns the working-on record the fetch script stored for f; nil
+// when the payload was not a JSON object (the script then stored it as a JSON
+// string).
+func (f Fetched) Record() []byte {
+	if len(f.Raw) == 0 || f.Raw[0] != '{' || f.Raw[len(f.Raw)-1] != '}' {
+		return nil
+	}
+	return EncodeWorkingOn(WorkingOn{Queue: f.Queue, RunAt: f.RunAt, Payload: f.Raw})
+}
+
+// ErrPaused is returned by Fetch when pause-all-workers is set.
+var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
+
+// Fetch pops up to len(workerIDs) jobs from queues (in priority order) and
+// records each one at worker:<id> of the slot that takes it, atomically.
+func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, now time.Time) ([]Fetched, error) {
+	if len(queues) == 0 || len(workerIDs) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, 0, 1+len(queues)+len(workerIDs))
+	keys = append(keys, s.Keys.PauseAll())
+	for _, q := range queues {
+		keys = append(keys, s.Keys.Queue(q))
+	}
+	for _, id := range workerIDs {
+		keys = append(keys, s.Keys.Worker(id))
+	}
+	runAt := RunAt(now)
+	args := make([]any, 0, 1+len(queues))
+	args = append(args, len(queues))
+	for _, q := range queues {
+		args = append(args, RecordPrefix(q, runAt))
+	}
+	v, err := fetchScript.Run(ctx, s.rdb, keys, args...).Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	switch r := v.(type) {
+	case int64:
+		if r == -1 {
+			return nil, ErrPaused
+		}
+		return nil, nil
+	case []any:
+		out := make([]Fetched, 0, len(r)/3)
+		for i := 0; i+2 < len(r); i += 3 {
+			qi, _ := r[i].(int64)
+			si, _ := r[i+1].(int64)
+			raw, _ := r[i+2].(string)
+			if qi < 1 || int(qi) > len(queues) || si < 1 || int(si) > len(workerIDs) {
+				return out, fmt.Errorf("fetch script returned an out-of-range index (%d, %d)", qi, si)
+			}
+			out = append(out, Fetched{Slot: int(si) - 1, Queue: queues[qi-1], Raw: []byte(raw), RunAt: runAt})
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("fetch script returned %T", v)
+	}
+}
+
+// Ack is the end of one job on one slot.
+type Ack struct {
+	WorkerID string
+	// Failure, when set, is appended to the failed list before the counters.
+	Failure []byte
+	// CountFailed increments stat:failed and stat:failed:<id> (Ruby counts
+	// failures reported by the job run, not dirty exits).
+	CountFailed bool
+	// Processed increments stat:processed and stat:processed:<id>; false only
+	// when a before-perform hook skipped the job the node-resque way.
+	Processed bool
+}
+
+// AckAll finishes jobs: for each ack, RPUSH failed (if any), INCRBY the failed
+// counters, DEL worker:<id>, INCRBY the processed counters (spec §4.4), all in
+// one MULTI/EXEC so a crash never leaves half an ack.
+func (s *Store) AckAll(ctx context.Context, acks []Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	var processed, failed int64
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, a := range acks {
+			if a.Failure != nil {
+				p.RPush(ctx, s.Keys.Failed(), a.Failure)
+			}
+			if a.CountFailed {
+				failed++
+				p.IncrBy(ctx, s.Keys.StatFailedBy(a.WorkerID), 1)
+			}
+			p.Del(ctx, s.Keys.Worker(a.WorkerID))
+			if a.Processed {
+				processed++
+				p.IncrBy(ctx, s.Keys.StatProcessedBy(a.WorkerID), 1)
+			}
+		}
+		if failed > 0 {
+			p.IncrBy(ctx, s.Keys.StatFailed(), failed)
+		}
+		if processed > 0 {
+			p.IncrBy(ctx, s.Keys.StatProcessed(), processed)
+		}
+		return nil
+	})
+	return err
+}
+
+// Requeue puts an interrupted job back at the head of its queue and clears the
+// slot's record, if the record is still the one the slot wrote (record, as
+// returned in Fetched.Record).
+func (s *Store) Requeue(ctx context.Context, workerID, queue string, record, payload []byte) (bool, error) {
+	n, err := requeueScript.Run(ctx, s.rdb,
+		[]string{s.Keys.Worker(workerID), s.Keys.Queue(queue), s.Keys.Queues()},
+		record, payload, queue).Int64()
+	return n == 1, err
+}
+
+// Register adds worker ids (spec §4.2): HDEL heartbeat, SADD workers, SET
+// worker:<id>:started, and writes the first heartbeat.
+func (s *Store) Register(ctx context.Context, ids []string, started time.Time) error {
+	now, err := s.ServerTime(ctx)
+	if err != nil {
+		return err
+	}
+	st := Started(started)
+	hb := Heartbeat(now)
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		members := make([]any, len(ids))
+		fields := make([]any, 0, 2*len(ids))
+		for i, id := range ids {
+			members[i] = id
+			fields = append(fields, id, hb)
+			p.Set(ctx, s.Keys.WorkerStarted(id), st, 0)
+		}
+		p.SAdd(ctx, s.Keys.Workers(), members...)
+		p.HSet(ctx, s.Keys.Heartbeats(), fields...)
+		return nil
+	})
+	return err
+}
+
+// Beat refreshes the heartbeats of ids with Redis's TIME (spec §4.5).
+func (s *Store) Beat(ctx context.Context, ids []string) error {
+	now, err := s.ServerTime(ctx)
+	if err != nil {
+		return err
+	}
+	hb := Heartbeat(now)
+	fields := make([]any, 0, 2*len(ids))
+	for _, id := range ids {
+		fields = append(fields, id, hb)
+	}
+	return s.rdb.HSet(ctx, s.Keys.Heartbeats(), fields...).Err()
+}
+
+// Unregister removes worker ids exactly as Ruby's unregistration pipeline
+// does (spec §4.2). Global counters are untouched.
+func (s *Store) Unregister(ctx context.Context, ids []string) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.SRem(ctx, s.Keys.Workers(), id)
+			p.Del(ctx, s.Keys.Worker(id), s.Keys.WorkerStarted(id))
+			p.HDel(ctx, s.Keys.Heartbeats(), id)
+			p.Del(ctx, s.Keys.StatProcessedBy(id), s.Keys.StatFailedBy(id))
+		}
+		return nil
+	})
+	return err
+}
+
+// RecoverMode says what happens to a dead worker's in-flight job.
+type RecoverMode int
+
+const (
+	// RecoverRequeue pushes the job back to the head of its queue (resq's default).
+	RecoverRequeue RecoverMode = iota
+	// RecoverFail writes a failure record, as Ruby's pruning does.
+	RecoverFail
+)
+
+// RecoverWorker unregisters a dead worker. If expected (the record the caller
+// read at worker:<id>) is non-nil, the job is requeued or failed in the same
+// atomic step, and nothing happens if the record changed meanwhile.
+// failure is the failure record to append in RecoverFail mode.
+func (s *Store) RecoverWorker(ctx context.Context, id string, expected []byte, rec WorkingOn, mode RecoverMode, failure []byte) (bool, error) {
+	target, push, modeArg := s.Keys.Queue(rec.Queue), []byte(rec.Payload), "requeue"
+	if mode == RecoverFail {
+		target, push, modeArg = s.Keys.Failed(), failure, "fail"
+	}
+	if expected == nil {
+		expected, push = []byte{}, []byte{}
+	}
+	n, err := recoverScript.Run(ctx, s.rdb, []string{
+		s.Keys.Worker(id), target, s.Keys.Workers(), s.Keys.WorkerStarted(id),
+		s.Keys.Heartbeats(), s.Keys.StatProcessedBy(id), s.Keys.StatFailedBy(id), s.Keys.Queues(),
+	}, expected, push, id, rec.Queue, modeArg).Int64()
+	return n == 1, err
+}
+
+// WorkerState is what Redis holds about one registered worker.
+type WorkerState struct {
+	ID        string
+	Record    []byte // worker:<id>, nil when idle
+	Started   string
+	Heartbeat string
+	Processed int64
+	Failed    int64
+}
+
+// WorkerStates reads every registered worker, plus ids that only have a
+// heartbeat (Ruby prunes those too).
+func (s *Store) WorkerStates(ctx context.Context) ([]WorkerState, error) {
+	ids, err := s.rdb.SMembers(ctx, s.Keys.Workers()).Result()
+	if err != nil {
+		return nil, err
+	}
+	hbs, err := s.rdb.HGetAll(ctx, s.Keys.Heartbeats()).Result()
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	for id := range hbs {
+		if !seen[id] {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.SliceCmd, 0, (len(ids)+99)/100)
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < len(ids); i += 100 {
+			end := min(i+100, len(ids))
+			keys := make([]string, 0, 4*(end-i))
+			for _, id := range ids[i:end] {
+				keys = append(keys, s.Keys.Worker(id), s.Keys.WorkerStarted(id), s.Keys.StatProcessedBy(id), s.Keys.StatFailedBy(id))
+			}
+			cmds = append(cmds, p.MGet(ctx, keys...))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]WorkerState, 0, len(ids))
+	for ci, c := range cmds {
+		vals := c.Val()
+		for j := 0; j+3 < len(vals); j += 4 {
+			id := ids[ci*100+j/4]
+			w := WorkerState{ID: id, Heartbeat: hbs[id]}
+			if v, ok := vals[j].(string); ok {
+				w.Record = []byte(v)
+			}
+			w.Started, _ = vals[j+1].(string)
+			w.Processed = toInt(vals[j+2])
+			w.Failed = toInt(vals[j+3])
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// IsRegistered reports whether id is in the workers set.
+func (s *Store) IsRegistered(ctx context.Context, id string) (bool, error) {
+	return s.rdb.SIsMember(ctx, s.Keys.Workers(), id).Result()
+}
+
+func toInt(v any) int64 {
+	s, ok := v.(string)
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}

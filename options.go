@@ -1,0 +1,70 @@
+package resq
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults for WorkerConfig.
+const (
+	DefaultConcurrency       = 10
+	DefaultJobTimeout        = 30 * time.Minute
+	DefaultStopTimeout       = 5 * time.Second
+	DefaultPollInterval      = time.Second
+	DefaultHeartbeatInterval = 30 * time.Second
+	// DefaultPruneInterval is Ruby's prune_interval: a heartbeat older than
+	// this marks a worker on another host as dead.
+	DefaultPruneInterval = 300 * time.Second
+	minPollInterval      = 2 * time.Millisecond
+)
+
+// DeadJobPolicy says what happens to the job a dead worker was running.
+type DeadJobPolicy int
+
+const (
+	// RequeueDeadJobs pushes the job back to the head of its queue, so it
+	// runs again (at-least-once). resq's default.
+	RequeueDeadJobs DeadJobPolicy = iota
+	// FailDeadJobs records a failure (Resque::DirtyExit or
+	// Resque::PruneDeadWorkerDirtyExit), as Ruby Resque does.
+	FailDeadJobs
+)
+
+// WorkerConfig configures a Worker. Zero values take the documented defaults.
+type WorkerConfig struct {
+	// Queues in priority order. Entries may be comma-separated lists, globs
+	// ("mail_*", "*") and exclusions ("!low"), resolved as Ruby Resque does.
+	// Required.
+	Queues []string
+	// Concurrency is the number of jobs run at once; each slot registers as
+	// its own Resque worker. Default 10.
+	Concurrency int
+	// JobTimeout bounds every job run in-process (context cancellation) or
+	// as a command (killed). Default 30 minutes. A handler's own
+	// HandlerOptions.Timeout takes precedence.
+	JobTimeout time.Duration
+	// StopTimeout is how long running jobs get after a fast stop (ctx
+	// cancelled, TERM/INT) before they are requeued. Default 5 s.
+	StopTimeout time.Duration
+	// PollInterval is the longest wait between polls of empty queues; polls
+	// back off from 2 ms to it. Default 1 s.
+	PollInterval time.Duration
+	// HeartbeatInterval is how often workers:heartbeat is refreshed and dead
+	// workers are looked for. Default 30 s (Ruby prunes after 300 s).
+	HeartbeatInterval time.Duration
+	// PruneInterval is the heartbeat age after which a worker on another host
+	// counts as dead. Default 300 s, Ruby's prune_interval.
+	PruneInterval time.Duration
+	// DeadJobs says what happens to a dead worker's in-flight job. Default
+	// RequeueDeadJobs.
+	DeadJobs DeadJobPolicy
+	// Middleware wraps every job, outermost first.
+	Middleware []Middleware
+	// Hostname and PID form the worker ids. Defaults: os.Hostname() and
+	// os.Getpid(). Keep the real pid when Ruby workers share the host (spec
+	// §4.15).
+	Hostname string
+	PID      int
+	// Logger receives job and worker events. Default: the Conn's logger.
+	Logger *slog.Logger
+}

@@ -1,0 +1,146 @@
+// Package resq is a Resque-compatible background-job system: a Client that
+// enqueues jobs, a Worker that runs registered handlers, and an Admin API for
+// queues, failures, workers and stats. It speaks Ruby Resque 3's Redis
+// protocol exactly, so Ruby producers and workers, resque-web and node-resque
+// share one Redis with resq and see consistent state.
+//
+// # Quick start
+//
+//	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:6379/0"})
+//	client := resq.NewClient(conn, resq.ClientConfig{})
+//	_, err = client.Enqueue(ctx, "mail", "SendWelcome", Welcome{UserID: 42})
+//
+//	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"mail", "*"}})
+//	resq.Handle(w, "SendWelcome", func(ctx context.Context, a Welcome) error { … })
+//	err = w.Run(ctx)
+//
+// # Concurrency
+//
+// Conn, Client, Worker and Admin are safe for concurrent use. A Worker runs
+// Concurrency slots; each slot is one Resque worker (its own id in the
+// workers set), so Ruby's and Node's tools show every running job. One
+// fetcher pops jobs for all idle slots in one round trip; the pop and the
+// slot's "working on" record are written in one atomic step.
+//
+// # Security
+//
+// Only classes registered with Handle or HandleFunc ever run: a job naming
+// any other class becomes a failure record and nothing is looked up by name.
+// Arguments are decoded strictly into the handler's declared type. Logs carry
+// job id, class, queue, sizes and durations, never argument values. See
+// docs/security.md.
+package resq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// Defaults for ConnConfig.
+const (
+	DefaultRedisURL  = "redis://127.0.0.1:6379/0"
+	DefaultNamespace = wire.DefaultNamespace
+)
+
+// ConnConfig configures a connection to Redis.
+type ConnConfig struct {
+	// URL is a redis:// or rediss:// (TLS) URL; user and password may be in
+	// it. Default DefaultRedisURL.
+	URL string
+	// Namespace prefixes every key, as Ruby's redis-namespace does. Default
+	// "resque".
+	Namespace string
+	// PoolSize is the maximum number of connections. Default: go-redis's
+	// default (10 per CPU); a Worker raises it to fit its concurrency.
+	PoolSize int
+	// Logger receives connection-level messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Conn is a Redis connection pool bound to one namespace, shared by Clients,
+// Workers and Admins.
+type Conn struct {
+	rdb    *redis.Client
+	store  *wire.Store
+	logger *slog.Logger
+	desc   string
+}
+
+// Open validates cfg and prepares a connection pool. It does no I/O; use
+// Ping to check that Redis answers.
+func Open(cfg ConnConfig) (*Conn, error) {
+	if cfg.URL == "" {
+		cfg.URL = DefaultRedisURL
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = DefaultNamespace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	opt, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %q: %w (expected redis://[user:password@]host:port/db or rediss://…)", redactURL(cfg.URL), err)
+	}
+	if cfg.PoolSize > 0 {
+		opt.PoolSize = cfg.PoolSize
+	}
+	opt.MaxRetries = 2
+	opt.DialTimeout = 3 * time.Second
+	opt.ReadTimeout = 5 * time.Second
+	opt.WriteTimeout = 5 * time.Second
+	opt.ContextTimeoutEnabled = true
+	rdb := redis.NewClient(opt)
+	return &Conn{
+		rdb:    rdb,
+		store:  wire.NewStore(rdb, cfg.Namespace),
+		logger: cfg.Logger,
+		desc:   redactURL(cfg.URL) + "/" + cfg.Namespace,
+	}, nil
+}
+
+// Ping checks that Redis answers.
+func (c *Conn) Ping(ctx context.Context) error {
+	if err := c.store.Ping(ctx); err != nil {
+		return fmt.Errorf("redis %s: %w", c.desc, err)
+	}
+	return nil
+}
+
+// Namespace returns the key namespace.
+func (c *Conn) Namespace() string { return c.store.Keys.Namespace() }
+
+// String describes the connection without its password.
+func (c *Conn) String() string { return c.desc }
+
+// Close closes the pool.
+func (c *Conn) Close() error { return c.rdb.Close() }
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// isRedisDown reports whether err looks like a connection problem rather
+// than a refusal by Redis.
+func isRedisDown(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re redis.Error
+	return !errors.As(err, &re)
+}

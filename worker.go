@@ -1,0 +1,673 @@
+package resq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// Worker fetches jobs from Redis and runs the registered handlers.
+type Worker struct {
+	conn     *Conn
+	store    *wire.Store
+	cfg      WorkerConfig
+	spec     queueSpec
+	logger   *slog.Logger
+	ids      []string
+	handlers map[string]*handlerEntry
+	perform  func(h *handlerEntry) HandlerFunc
+
+	mu      sync.Mutex
+	running bool
+	paused  atomic.Bool
+	wake    chan struct{} // pokes the fetcher (resume, shutdown)
+	quit    chan struct{} // graceful shutdown requested
+	quitMu  sync.Once
+	stopped chan struct{} // closed when Run returns
+}
+
+// NewWorker validates cfg and returns a Worker. Register handlers with Handle,
+// HandleFunc or HandleCommand, then call Run.
+func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
+	if conn == nil {
+		return nil, errors.New("resq.NewWorker: conn is nil")
+	}
+	spec, err := parseQueues(cfg.Queues)
+	if err != nil {
+		return nil, fmt.Errorf("resq.NewWorker: %w", err)
+	}
+	if cfg.Concurrency < 0 {
+		return nil, fmt.Errorf("resq.NewWorker: concurrency %d is negative", cfg.Concurrency)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = DefaultJobTimeout
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("resq.NewWorker: host name: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	if strings.Contains(cfg.Hostname, ":") {
+		return nil, fmt.Errorf("resq.NewWorker: host name %q contains ':', which Resque worker ids cannot hold", cfg.Hostname)
+	}
+	if cfg.PID == 0 {
+		cfg.PID = os.Getpid()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = conn.logger
+	}
+	w := &Worker{
+		conn:     conn,
+		store:    conn.store,
+		cfg:      cfg,
+		spec:     spec,
+		logger:   cfg.Logger,
+		handlers: map[string]*handlerEntry{},
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	w.ids = workerIDs(cfg.Hostname, cfg.PID, spec.idPart(), cfg.Concurrency)
+	return w, nil
+}
+
+// workerIDs returns one Resque worker id per slot: host:pid:queues for a
+// single slot (exactly Ruby's form), host:pid:queues:N otherwise. The pid part
+// stays the bare pid and the queue part's first entries stay the configured
+// queues, so Ruby's same-host pruning sees a live process (spec §4.15).
+func workerIDs(host string, pid int, queues string, n int) []string {
+	base := host + ":" + strconv.Itoa(pid) + ":" + queues
+	if n == 1 {
+		return []string{base}
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = base + ":" + strconv.Itoa(i+1)
+	}
+	return ids
+}
+
+// IDs returns the Resque worker ids of the slots.
+func (w *Worker) IDs() []string { return append([]string(nil), w.ids...) }
+
+func (w *Worker) register(h *handlerEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		panic("resq: handlers must be registered before Run")
+	}
+	w.handlers[h.class] = h
+}
+
+// Pause stops taking new jobs (like USR2 for Ruby workers); running jobs
+// continue.
+func (w *Worker) Pause() { w.paused.Store(true); w.poke() }
+
+// Resume undoes Pause (like CONT).
+func (w *Worker) Resume() { w.paused.Store(false); w.poke() }
+
+// Shutdown asks Run to stop taking jobs, finish the running ones and return
+// (like QUIT). It waits until Run has returned or ctx ends.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	w.quitMu.Do(func() { close(w.quit) })
+	w.poke()
+	w.mu.Lock()
+	running := w.running
+	w.mu.Unlock()
+	if !running {
+		return nil
+	}
+	select {
+	case <-w.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// slot is one concurrent job runner with its own Resque worker id.
+type slot struct {
+	idx  int
+	id   string
+	jobs chan wire.Fetched
+
+	mu        sync.Mutex
+	current   *wire.Fetched
+	abandoned bool
+}
+
+// Run registers the worker, runs jobs until ctx is cancelled or Shutdown is
+// called, and unregisters. When ctx is cancelled (a fast stop, like TERM),
+// running jobs' contexts are cancelled and jobs still running after
+// StopTimeout are requeued at the head of their queue. Redis outages are
+// retried with backoff; Run does not return because Redis is away.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		return errors.New("resq: Worker.Run called twice")
+	}
+	w.running = true
+	if len(w.handlers) == 0 {
+		w.mu.Unlock()
+		return errors.New("resq: no handlers registered; use resq.Handle, HandleFunc or HandleCommand before Run")
+	}
+	w.perform = w.buildChain()
+	w.mu.Unlock()
+	defer close(w.stopped)
+
+	// Start-up: find dead workers (ours or Ruby's), then register, retrying
+	// while Redis is unreachable.
+	if err := w.retry(ctx, "register worker", func(rctx context.Context) error {
+		if _, err := w.conn.pruneDead(rctx, w.pruneOptions()); err != nil {
+			return err
+		}
+		return w.store.Register(rctx, w.ids, time.Now())
+	}); err != nil {
+		return nil // ctx ended before Redis answered: nothing was taken
+	}
+	w.logger.Info("worker started", "workers", len(w.ids), "queues", w.spec.idPart(),
+		"first_id", w.ids[0], "handlers", len(w.handlers))
+
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	bg, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
+	var bgWG sync.WaitGroup
+	bgWG.Add(1)
+	go func() { defer bgWG.Done(); w.maintain(bg) }()
+
+	acker := newAcker(w)
+	ackDone := make(chan struct{})
+	go func() { acker.loop(); close(ackDone) }()
+
+	slots := make([]*slot, len(w.ids))
+	idle := make(chan int, len(w.ids))
+	var slotWG sync.WaitGroup
+	for i, id := range w.ids {
+		slots[i] = &slot{idx: i, id: id, jobs: make(chan wire.Fetched, 1)}
+		idle <- i
+		slotWG.Add(1)
+		go func(s *slot) {
+			defer slotWG.Done()
+			w.runSlot(hardCtx, s, acker, idle)
+		}(slots[i])
+	}
+
+	w.fetchLoop(ctx, slots, idle)
+	for _, s := range slots {
+		close(s.jobs)
+	}
+
+	slotsDone := make(chan struct{})
+	go func() { slotWG.Wait(); close(slotsDone) }()
+	if ctx.Err() != nil {
+		// Fast stop: cancel running jobs, give them StopTimeout, then requeue.
+		hardCancel()
+		select {
+		case <-slotsDone:
+		case <-time.After(w.cfg.StopTimeout):
+			w.requeueRunning(slots)
+		}
+	} else {
+		<-slotsDone // graceful: every running job finishes
+	}
+	acker.close()
+	<-ackDone
+	bgCancel()
+	bgWG.Wait()
+
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.store.Unregister(uctx, w.ids); err != nil {
+		w.logger.Error("unregister failed; the ids stay registered until pruned", "error", err)
+	}
+	w.logger.Info("worker stopped", "first_id", w.ids[0])
+	return nil
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off while Redis is
+// unreachable. It returns ctx's error if ctx ended first.
+func (w *Worker) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.logger.Warn(what+" failed; retrying", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.quit:
+			return errors.New("shutdown")
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (w *Worker) stopping(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	select {
+	case <-w.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// fetchLoop hands jobs to idle slots until a stop is requested.
+func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
+	var batch []int
+	var queues []string
+	var resolvedAt time.Time
+	backoff := minPollInterval
+	errBackoff := 100 * time.Millisecond
+	sleep := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-w.quit:
+			return false
+		case <-w.wake:
+			return !w.stopping(ctx)
+		case <-t.C:
+			return true
+		}
+	}
+	for {
+		if w.stopping(ctx) {
+			return
+		}
+		if len(batch) == 0 {
+			select {
+			case i := <-idle:
+				batch = append(batch, i)
+			case <-ctx.Done():
+				return
+			case <-w.quit:
+				return
+			case <-w.wake:
+				continue
+			}
+		}
+	drain:
+		for {
+			select {
+			case i := <-idle:
+				batch = append(batch, i)
+			default:
+				break drain
+			}
+		}
+		if w.paused.Load() {
+			if !sleep(w.cfg.PollInterval) {
+				return
+			}
+			continue
+		}
+		if w.spec.dynamic && (queues == nil || time.Since(resolvedAt) > time.Second) {
+			known, err := w.store.QueueNames(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.logger.Warn("reading queues failed; retrying", "error", err, "retry_in", errBackoff)
+				if !sleep(errBackoff) {
+					return
+				}
+				errBackoff = min(errBackoff*2, 5*time.Second)
+				continue
+			}
+			queues, resolvedAt = w.spec.resolve(known), time.Now()
+		} else if !w.spec.dynamic {
+			queues = w.spec.include
+		}
+		ids := make([]string, len(batch))
+		for i, si := range batch {
+			ids[i] = slots[si].id
+		}
+		got, err := w.store.Fetch(ctx, queues, ids, time.Now())
+		switch {
+		case errors.Is(err, wire.ErrPaused):
+			if !sleep(w.cfg.PollInterval) {
+				return
+			}
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			w.logger.Warn("fetch failed; retrying", "error", err, "retry_in", errBackoff)
+			if !sleep(errBackoff) {
+				return
+			}
+			errBackoff = min(errBackoff*2, 5*time.Second)
+			continue
+		}
+		errBackoff = 100 * time.Millisecond
+		if len(got) == 0 {
+			if !sleep(backoff) {
+				return
+			}
+			backoff = min(backoff*2, w.cfg.PollInterval)
+			continue
+		}
+		backoff = minPollInterval
+		taken := make(map[int]bool, len(got))
+		for _, f := range got {
+			si := batch[f.Slot]
+			taken[f.Slot] = true
+			slots[si].jobs <- f
+		}
+		rest := batch[:0]
+		for i, si := range batch {
+			if !taken[i] {
+				rest = append(rest, si)
+			}
+		}
+		batch = rest
+	}
+}
+
+// runSlot executes the jobs handed to one slot.
+func (w *Worker) runSlot(hardCtx context.Context, s *slot, acker *acker, idle chan<- int) {
+	for f := range s.jobs {
+		s.mu.Lock()
+		s.current = &f
+		s.mu.Unlock()
+
+		ack, requeue := w.execute(hardCtx, s, f)
+
+		s.mu.Lock()
+		abandoned := s.abandoned
+		s.current = nil
+		s.mu.Unlock()
+		if abandoned {
+			return // requeued by the stopping worker
+		}
+		if requeue {
+			w.requeue(s, f)
+		} else {
+			acker.submit(ack)
+		}
+		idle <- s.idx
+	}
+}
+
+// requeueRunning requeues the jobs of slots still busy after StopTimeout.
+func (w *Worker) requeueRunning(slots []*slot) {
+	for _, s := range slots {
+		s.mu.Lock()
+		f := s.current
+		if f != nil {
+			s.abandoned = true
+		}
+		s.mu.Unlock()
+		if f != nil {
+			w.requeue(s, *f)
+		}
+	}
+}
+
+func (w *Worker) requeue(s *slot, f wire.Fetched) {
+	rec := f.Record()
+	if rec == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok, err := w.store.Requeue(ctx, s.id, f.Queue, rec, f.Raw)
+	switch {
+	case err != nil:
+		w.logger.Error("requeue of an interrupted job failed; the next worker will recover it",
+			"worker", s.id, "queue", f.Queue, "error", err)
+	case ok:
+		w.logger.Info("interrupted job requeued", "worker", s.id, "queue", f.Queue, "bytes", len(f.Raw))
+	}
+}
+
+// execute runs one fetched job and returns the ack to write, or requeue=true
+// when a fast stop interrupted it.
+func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack wire.Ack, requeue bool) {
+	start := time.Now()
+	ack = wire.Ack{WorkerID: s.id, Processed: true}
+	fail := func(name, msg string, bt []string, class, id string) wire.Ack {
+		payload := f.Raw
+		if len(payload) == 0 || payload[0] != '{' || payload[len(payload)-1] != '}' {
+			payload = wire.InvalidPayloadObject(f.Raw)
+		}
+		ack.Failure = wire.Failure{
+			FailedAt: wire.FailedAt(time.Now()), Payload: payload, Exception: name, Error: msg,
+			Backtrace: bt, Worker: s.id, Queue: f.Queue,
+		}.Encode()
+		ack.CountFailed = true
+		w.logger.Warn("job failed", "job_id", id, "class", class, "queue", f.Queue, "worker", s.id,
+			"exception", name, "bytes", len(f.Raw), "duration", time.Since(start))
+		return ack
+	}
+	p, err := wire.DecodePayload(f.Raw)
+	if err != nil {
+		return fail(ExceptionInvalidPayload, err.Error()+"; the job was not run", nil, p.Class, p.ID), false
+	}
+	h := w.handlers[p.Class]
+	if h == nil {
+		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil, p.Class, p.ID), false
+	}
+	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: p.Args, EnqueuedAt: p.EnqueuedAt,
+		WorkerID: s.id, StartedAt: start, payload: f.Raw}
+	timeout := w.cfg.JobTimeout
+	if h.opts.Timeout > 0 {
+		timeout = h.opts.Timeout
+	}
+	jctx, cancel := context.WithTimeout(hardCtx, timeout)
+	err = runProtected(jctx, w.perform(h), job)
+	timedOut := errors.Is(jctx.Err(), context.DeadlineExceeded)
+	cancel()
+	switch {
+	case err == nil:
+		w.logger.Debug("job done", "job_id", job.ID, "class", job.Class, "queue", job.Queue,
+			"worker", s.id, "bytes", len(f.Raw), "duration", time.Since(start))
+		return ack, false
+	case errors.Is(err, ErrDontPerform):
+		w.logger.Debug("job skipped by middleware", "job_id", job.ID, "class", job.Class, "queue", job.Queue)
+		return ack, false
+	case hardCtx.Err() != nil && !timedOut:
+		return ack, true
+	case timedOut:
+		var je Exception
+		if errors.As(err, &je) && je.ExceptionName() == ExceptionTimeout {
+			return fail(ExceptionTimeout, err.Error(), backtraceOf(err), job.Class, job.ID), false
+		}
+		return fail(ExceptionTimeout, fmt.Sprintf("timeout after %s: the job's context was cancelled (%v)", roundDur(timeout), err), backtraceOf(err), job.Class, job.ID), false
+	default:
+		return fail(exceptionName(err), err.Error(), backtraceOf(err), job.Class, job.ID), false
+	}
+}
+
+// runProtected runs fn, turning a panic into an error with a stack trace.
+func runProtected(ctx context.Context, fn HandlerFunc, job *Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			stack := strings.Split(strings.TrimSpace(string(debug.Stack())), "\n")
+			err = &JobError{Name: ExceptionPanic, Err: fmt.Errorf("panic: %v", r), Backtrace: stack}
+		}
+	}()
+	return fn(ctx, job)
+}
+
+func exceptionName(err error) string {
+	var e Exception
+	if errors.As(err, &e) {
+		return e.ExceptionName()
+	}
+	if errors.Is(err, ErrInvalidArgs) {
+		return ExceptionInvalidArgs
+	}
+	return ExceptionError
+}
+
+func backtraceOf(err error) []string {
+	var je *JobError
+	if errors.As(err, &je) {
+		return je.Backtrace
+	}
+	return nil
+}
+
+// buildChain wraps handlers in the configured middleware, outermost first.
+func (w *Worker) buildChain() func(h *handlerEntry) HandlerFunc {
+	mws := append([]Middleware(nil), w.cfg.Middleware...)
+	chains := make(map[*handlerEntry]HandlerFunc, len(w.handlers))
+	for _, h := range w.handlers {
+		fn := h.fn
+		for i := len(mws) - 1; i >= 0; i-- {
+			fn = mws[i](fn)
+		}
+		chains[h] = fn
+	}
+	return func(h *handlerEntry) HandlerFunc { return chains[h] }
+}
+
+// maintain refreshes heartbeats, re-registers ids that someone removed, and
+// recovers dead workers' jobs, every HeartbeatInterval.
+func (w *Worker) maintain(ctx context.Context) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.store.Beat(ctx, w.ids); err != nil {
+			if ctx.Err() == nil {
+				w.logger.Warn("heartbeat failed", "error", err)
+			}
+			continue
+		}
+		if ok, err := w.store.IsRegistered(ctx, w.ids[0]); err == nil && !ok {
+			w.logger.Warn("worker ids were unregistered by another process; registering again", "first_id", w.ids[0])
+			_ = w.store.Register(ctx, w.ids, time.Now())
+		}
+		if _, err := w.conn.pruneDead(ctx, w.pruneOptions()); err != nil && ctx.Err() == nil {
+			w.logger.Warn("dead-worker check failed", "error", err)
+		}
+	}
+}
+
+func (w *Worker) pruneOptions() pruneOptions {
+	own := make(map[string]bool, len(w.ids))
+	for _, id := range w.ids {
+		own[id] = true
+	}
+	return pruneOptions{host: w.cfg.Hostname, own: own, staleAfter: w.cfg.PruneInterval, policy: w.cfg.DeadJobs, logger: w.logger}
+}
+
+// acker writes job acks in batches: every ack waiting when a write starts
+// goes into one MULTI/EXEC.
+type acker struct {
+	w    *Worker
+	reqs chan ackReq
+}
+
+type ackReq struct {
+	ack  wire.Ack
+	done chan struct{}
+}
+
+func newAcker(w *Worker) *acker {
+	return &acker{w: w, reqs: make(chan ackReq, len(w.ids))}
+}
+
+func (a *acker) submit(ack wire.Ack) {
+	done := make(chan struct{})
+	a.reqs <- ackReq{ack: ack, done: done}
+	<-done
+}
+
+func (a *acker) close() { close(a.reqs) }
+
+func (a *acker) loop() {
+	batch := make([]ackReq, 0, cap(a.reqs))
+	acks := make([]wire.Ack, 0, cap(a.reqs))
+	for r := range a.reqs {
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < cap(a.reqs) {
+			select {
+			case r2, ok := <-a.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r2)
+			default:
+				break drain
+			}
+		}
+		acks = acks[:0]
+		for _, b := range batch {
+			acks = append(acks, b.ack)
+		}
+		backoff := 50 * time.Millisecond
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.w.store.AckAll(ctx, acks)
+			cancel()
+			if err == nil {
+				break
+			}
+			a.w.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
+			if attempt >= 100 {
+				a.w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
+				break
+			}
+			time.Sleep(backoff)
+			backoff = min(backoff*2, 5*time.Second)
+		}
+		for _, b := range batch {
+			close(b.done)
+		}
+	}
+}
