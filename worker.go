@@ -31,6 +31,7 @@ type Worker struct {
 	running bool
 	paused  atomic.Bool
 	wake    chan struct{} // pokes the fetcher (resume, shutdown)
+	recheck chan struct{} // asks maintain to run now (after a Redis outage)
 	quit    chan struct{} // graceful shutdown requested
 	quitMu  sync.Once
 	stopped chan struct{} // closed when Run returns
@@ -91,6 +92,7 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 		logger:   cfg.Logger,
 		handlers: map[string]*handlerEntry{},
 		wake:     make(chan struct{}, 1),
+		recheck:  make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
@@ -386,7 +388,15 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			errBackoff = min(errBackoff*2, 5*time.Second)
 			continue
 		}
-		errBackoff = 100 * time.Millisecond
+		if errBackoff > 100*time.Millisecond {
+			// Redis is back after an outage: re-check registration now (a
+			// restarted Redis may have lost it).
+			errBackoff = 100 * time.Millisecond
+			select {
+			case w.recheck <- struct{}{}:
+			default:
+			}
+		}
 		if len(got) == 0 {
 			if !sleep(backoff) {
 				return
@@ -580,6 +590,7 @@ func (w *Worker) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.recheck:
 		}
 		if err := w.store.Beat(ctx, w.ids); err != nil {
 			if ctx.Err() == nil {
