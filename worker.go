@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resq-go/resq/internal/isolate"
 	"github.com/resq-go/resq/internal/wire"
 )
 
@@ -682,3 +683,15 @@ func (a *acker) loop() {
 		}
 	}
 }
+
+// ProcessTitle is the argv[0] that EnsureProcessTitle gives the process.
+const ProcessTitle = "resque-3.0.0:resq-work"
+
+// EnsureProcessTitle makes the process's command line start with
+// ProcessTitle, by re-executing the same binary in place (the pid does not
+// change; the call does not return on success). Ruby Resque workers starting
+// on the same host treat registered workers whose pid is not a process with a
+// Resque-like command line as dead and fail their running jobs (spec §4.15);
+// call this first thing in main when Ruby workers share the host. It returns
+// nil at once if the title is already set.
+func EnsureProcessTitle() error { return isolate.EnsureProcessTitle(ProcessTitle) }
