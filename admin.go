@@ -340,3 +340,76 @@ func ShortWorker(id string) string {
 	}
 	return parts[0] + ":" + parts[1]
 }
+
+// HistoryPoint is the number of jobs processed and failed in one minute.
+type HistoryPoint struct {
+	Minute    time.Time `json:"minute"`
+	Processed int64     `json:"processed"`
+	Failed    int64     `json:"failed"`
+}
+
+// History returns per-minute processed/failed counts for the last minutes
+// (at most 48 hours are kept), oldest first.
+func (a *Admin) History(ctx context.Context, minutes int) ([]HistoryPoint, error) {
+	if minutes <= 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	p, f, err := a.store.History(ctx, now, minutes)
+	if err != nil {
+		return nil, err
+	}
+	cur := now.Truncate(time.Minute)
+	out := make([]HistoryPoint, minutes)
+	for i := range out {
+		out[i] = HistoryPoint{Minute: cur.Add(-time.Duration(minutes-1-i) * time.Minute), Processed: p[i], Failed: f[i]}
+	}
+	return out, nil
+}
+
+// JobCount is the number of jobs of one queue and class with one outcome
+// ("processed" or "failed") counted by resq workers. Unregistered classes
+// are counted as ClassUnknown, undecodable payloads as ClassInvalid.
+type JobCount struct {
+	Outcome string `json:"outcome"`
+	Queue   string `json:"queue"`
+	Class   string `json:"class"`
+	Count   int64  `json:"count"`
+}
+
+// JobCounts returns resq's per-queue/class counters.
+func (a *Admin) JobCounts(ctx context.Context) ([]JobCount, error) {
+	rows, err := a.store.JobCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]JobCount, len(rows))
+	for i, r := range rows {
+		out[i] = JobCount{Outcome: r.Outcome, Queue: r.Queue, Class: r.Class, Count: r.N}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Queue != out[j].Queue {
+			return out[i].Queue < out[j].Queue
+		}
+		if out[i].Class != out[j].Class {
+			return out[i].Class < out[j].Class
+		}
+		return out[i].Outcome < out[j].Outcome
+	})
+	return out, nil
+}
+
+// OldestJobAge is how long the job at the head of queue has waited, from its
+// enqueued_at (resq producers). ok is false when the queue is empty or the
+// head job carries no enqueue time (Ruby and Node producers).
+func (a *Admin) OldestJobAge(ctx context.Context, queue string) (age time.Duration, ok bool, err error) {
+	raws, err := a.store.Range(ctx, a.store.Keys.Queue(queue), 0, 1)
+	if err != nil || len(raws) == 0 {
+		return 0, false, err
+	}
+	p, err := wire.DecodePayload(raws[0])
+	if err != nil || p.EnqueuedAt.IsZero() {
+		return 0, false, nil
+	}
+	return time.Since(p.EnqueuedAt), true, nil
+}

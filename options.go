@@ -67,4 +67,31 @@ type WorkerConfig struct {
 	PID      int
 	// Logger receives job and worker events. Default: the Conn's logger.
 	Logger *slog.Logger
+	// OnJobDone, if set, is called after every job with its outcome (for
+	// metrics). It runs on the job's slot and must be quick.
+	OnJobDone func(JobEvent)
+}
+
+// Job outcomes reported in JobEvent.
+const (
+	OutcomeDone     = "done"
+	OutcomeFailed   = "failed"
+	OutcomeSkipped  = "skipped"  // a middleware returned ErrDontPerform
+	OutcomeRequeued = "requeued" // interrupted by a fast stop
+)
+
+// Class labels used for jobs whose class is not a registered one, so that
+// hostile class names cannot grow metrics without bound.
+const (
+	ClassUnknown = "<unknown>"
+	ClassInvalid = "<invalid>"
+)
+
+// JobEvent describes one finished job. It carries no argument values.
+type JobEvent struct {
+	ID, Class, Queue, WorkerID string
+	Outcome                    string
+	Exception                  string // for OutcomeFailed
+	Duration                   time.Duration
+	Bytes                      int // payload size
 }

@@ -483,8 +483,24 @@ func (w *Worker) requeue(s *slot, f wire.Fetched) {
 // when a fast stop interrupted it.
 func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack wire.Ack, requeue bool) {
 	start := time.Now()
-	ack = wire.Ack{WorkerID: s.id, Processed: true}
-	fail := func(name, msg string, bt []string, class, id string) wire.Ack {
+	ack = wire.Ack{WorkerID: s.id, Processed: true, Queue: f.Queue, Class: ClassInvalid}
+	ev := JobEvent{Queue: f.Queue, WorkerID: s.id, Bytes: len(f.Raw), Class: ClassInvalid}
+	defer func() {
+		if w.cfg.OnJobDone == nil {
+			return
+		}
+		ev.Duration = time.Since(start)
+		switch {
+		case requeue:
+			ev.Outcome = OutcomeRequeued
+		case ack.Failure != nil:
+			ev.Outcome = OutcomeFailed
+		case ev.Outcome == "":
+			ev.Outcome = OutcomeDone
+		}
+		w.cfg.OnJobDone(ev)
+	}()
+	fail := func(name, msg string, bt []string) wire.Ack {
 		payload := f.Raw
 		if len(payload) == 0 || payload[0] != '{' || payload[len(payload)-1] != '}' {
 			payload = wire.InvalidPayloadObject(f.Raw)
@@ -494,18 +510,22 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 			Backtrace: bt, Worker: s.id, Queue: f.Queue,
 		}.Encode()
 		ack.CountFailed = true
-		w.logger.Warn("job failed", "job_id", id, "class", class, "queue", f.Queue, "worker", s.id,
+		ev.Exception = name
+		w.logger.Warn("job failed", "job_id", ev.ID, "class", ev.Class, "queue", f.Queue, "worker", s.id,
 			"exception", name, "bytes", len(f.Raw), "duration", time.Since(start))
 		return ack
 	}
 	p, err := wire.DecodePayload(f.Raw)
+	ev.ID = p.ID
 	if err != nil {
-		return fail(ExceptionInvalidPayload, err.Error()+"; the job was not run", nil, p.Class, p.ID), false
+		return fail(ExceptionInvalidPayload, err.Error()+"; the job was not run", nil), false
 	}
 	h := w.handlers[p.Class]
 	if h == nil {
-		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil, p.Class, p.ID), false
+		ack.Class, ev.Class = ClassUnknown, ClassUnknown
+		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil), false
 	}
+	ack.Class, ev.Class = p.Class, p.Class
 	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: p.Args, EnqueuedAt: p.EnqueuedAt,
 		WorkerID: s.id, StartedAt: start, payload: f.Raw}
 	timeout := w.cfg.JobTimeout
@@ -522,6 +542,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 			"worker", s.id, "bytes", len(f.Raw), "duration", time.Since(start))
 		return ack, false
 	case errors.Is(err, ErrDontPerform):
+		ev.Outcome = OutcomeSkipped
 		w.logger.Debug("job skipped by middleware", "job_id", job.ID, "class", job.Class, "queue", job.Queue)
 		return ack, false
 	case hardCtx.Err() != nil && !timedOut:
@@ -529,11 +550,11 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	case timedOut:
 		var je Exception
 		if errors.As(err, &je) && je.ExceptionName() == ExceptionTimeout {
-			return fail(ExceptionTimeout, err.Error(), backtraceOf(err), job.Class, job.ID), false
+			return fail(ExceptionTimeout, err.Error(), backtraceOf(err)), false
 		}
-		return fail(ExceptionTimeout, fmt.Sprintf("timeout after %s: the job's context was cancelled (%v)", roundDur(timeout), err), backtraceOf(err), job.Class, job.ID), false
+		return fail(ExceptionTimeout, fmt.Sprintf("timeout after %s: the job's context was cancelled (%v)", roundDur(timeout), err), backtraceOf(err)), false
 	default:
-		return fail(exceptionName(err), err.Error(), backtraceOf(err), job.Class, job.ID), false
+		return fail(exceptionName(err), err.Error(), backtraceOf(err)), false
 	}
 }
 
@@ -665,7 +686,7 @@ func (a *acker) loop() {
 		backoff := 50 * time.Millisecond
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := a.w.store.AckAll(ctx, acks)
+			err := a.w.store.AckAll(ctx, acks, time.Now())
 			cancel()
 			if err == nil {
 				break

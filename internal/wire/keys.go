@@ -1,6 +1,9 @@
 package wire
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // DefaultNamespace is Resque's default key prefix.
 const DefaultNamespace = "resque"
@@ -47,6 +50,11 @@ func (k Keys) PauseAll() string                 { return k.ns + "pause-all-worke
 func (k Keys) AllPattern() string               { return k.ns + "*" }
 func (k Keys) QueuePrefix() string              { return k.ns + "queue:" }
 func (k Keys) resq(rel string) string           { return k.ns + "resq:" + rel }
-func (k Keys) WorkerMeta(id string) string      { return k.resq("worker:" + id) }
-func (k Keys) QueueCap(q string) string         { return k.resq("queuecap:" + q) }
-func (k Keys) StatsSeries(kind string) string   { return k.resq("series:" + kind) }
+
+// JobCounts is resq's hash of processed/failed counts per queue and class.
+func (k Keys) JobCounts() string { return k.resq("jobs") }
+
+// History is resq's per-minute hash of processed and failed counts.
+func (k Keys) History(unixMinute int64) string {
+	return k.resq("history:" + strconv.FormatInt(unixMinute, 10))
+}

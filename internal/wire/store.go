@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -144,12 +145,25 @@ type Ack struct {
 	// Processed increments stat:processed and stat:processed:<id>; false only
 	// when a before-perform hook skipped the job the node-resque way.
 	Processed bool
+	// Queue and Class label resq's per-queue/class counters. Class must be
+	// "<unknown>" for unregistered classes, so hostile class names cannot
+	// grow the counters without bound.
+	Queue, Class string
+}
+
+// HistoryTTL is how long the per-minute processed/failed history is kept.
+const HistoryTTL = 48 * time.Hour
+
+// JobCountField is the field of the resq:jobs hash that counts jobs of one
+// queue and class with one outcome ("processed" or "failed").
+func JobCountField(outcome, queue, class string) string {
+	return outcome + "\x1f" + queue + "\x1f" + class
 }
 
 // AckAll finishes jobs: for each ack, RPUSH failed (if any), INCRBY the failed
 // counters, DEL worker:<id>, INCRBY the processed counters (spec §4.4), all in
 // one MULTI/EXEC so a crash never leaves half an ack.
-func (s *Store) AckAll(ctx context.Context, acks []Ack) error {
+func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
 	if len(acks) == 0 {
 		return nil
 	}
@@ -175,9 +189,78 @@ func (s *Store) AckAll(ctx context.Context, acks []Ack) error {
 		if processed > 0 {
 			p.IncrBy(ctx, s.Keys.StatProcessed(), processed)
 		}
+		// resq's own counters, aggregated over the batch.
+		counts := map[string]int64{}
+		for _, a := range acks {
+			if a.Processed {
+				counts[JobCountField("processed", a.Queue, a.Class)]++
+			}
+			if a.CountFailed {
+				counts[JobCountField("failed", a.Queue, a.Class)]++
+			}
+		}
+		for f, n := range counts {
+			p.HIncrBy(ctx, s.Keys.JobCounts(), f, n)
+		}
+		hist := s.Keys.History(now.Unix() / 60)
+		if processed > 0 {
+			p.HIncrBy(ctx, hist, "processed", processed)
+		}
+		if failed > 0 {
+			p.HIncrBy(ctx, hist, "failed", failed)
+		}
+		p.Expire(ctx, hist, HistoryTTL)
 		return nil
 	})
 	return err
+}
+
+// History returns processed and failed counts per minute for the n minutes
+// up to and including the one holding now (oldest first).
+func (s *Store) History(ctx context.Context, now time.Time, n int) (processed, failed []int64, err error) {
+	cur := now.Unix() / 60
+	cmds := make([]*redis.SliceCmd, n)
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < n; i++ {
+			cmds[i] = p.HMGet(ctx, s.Keys.History(cur-int64(n-1-i)), "processed", "failed")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	processed, failed = make([]int64, n), make([]int64, n)
+	for i, c := range cmds {
+		v := c.Val()
+		if len(v) == 2 {
+			processed[i], failed[i] = toInt(v[0]), toInt(v[1])
+		}
+	}
+	return processed, failed, nil
+}
+
+// JobCount is one row of resq's per-queue/class counters.
+type JobCount struct {
+	Outcome, Queue, Class string
+	N                     int64
+}
+
+// JobCounts reads resq's per-queue/class counters.
+func (s *Store) JobCounts(ctx context.Context) ([]JobCount, error) {
+	m, err := s.rdb.HGetAll(ctx, s.Keys.JobCounts()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]JobCount, 0, len(m))
+	for f, v := range m {
+		parts := strings.SplitN(f, "\x1f", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		out = append(out, JobCount{Outcome: parts[0], Queue: parts[1], Class: parts[2], N: n})
+	}
+	return out, nil
 }
 
 // Requeue puts an interrupted job back at the head of its queue and clears the

@@ -1,0 +1,54 @@
+package wire_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// One redis-server per test binary; every test gets its own flushed database.
+var pool = redistest.NewPool(redistest.Options{})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pool.Close()
+	os.Exit(code)
+}
+
+// W is the worker id used by the spec's test vectors (§10).
+const W = "web1:4242:file_serve,warm_cache"
+
+// newStore returns a Store with namespace "resque" on a fresh database, and
+// the server handle for raw assertions.
+func newStore(t *testing.T) (*wire.Store, *redistest.Server) {
+	t.Helper()
+	return newStoreNS(t, "resque")
+}
+
+func newStoreNS(t *testing.T, ns string) (*wire.Store, *redistest.Server) {
+	t.Helper()
+	srv := pool.Get(t)
+	opt, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return wire.NewStore(rdb, ns), srv
+}
+
+var bg = context.Background()
+
+// expect compares a redistest.Do reply with want.
+func expect(t *testing.T, srv *redistest.Server, want string, args ...string) {
+	t.Helper()
+	if got := srv.Do(t, args...); got != want {
+		t.Errorf("%s:\n got %q\nwant %q", strings.Join(args, " "), got, want)
+	}
+}
