@@ -26,6 +26,15 @@ type ClientConfig struct {
 	// QueueCaps limits queue lengths: Enqueue refuses with ErrQueueFull when
 	// the named queue already holds that many jobs. Empty: no caps.
 	QueueCaps map[string]int64
+	// Limits bound payloads; Enqueue refuses larger or deeper ones. Zero
+	// fields take the defaults (512 KiB, depth 32, 256 args).
+	Limits Limits
+	// Keyring signs every job when it has a signing key, and encrypts the
+	// args of jobs enqueued with Encrypt (or of every job, with EncryptAll).
+	Keyring *Keyring
+	// EncryptAll encrypts the args of every job. It needs a Keyring with an
+	// encryption key.
+	EncryptAll bool
 	// Logger receives enqueue events. Default: the Conn's logger.
 	Logger *slog.Logger
 	// Now is the clock (for tests). Default time.Now.
@@ -71,31 +80,64 @@ type Enqueued struct {
 // implement Validator are validated first. The returned error is non-nil
 // whenever the job did not reach Redis.
 func (c *Client) Enqueue(ctx context.Context, queue, class string, args ...any) (*Enqueued, error) {
-	if err := checkNames(queue, class); err != nil {
-		return nil, err
-	}
-	for i, a := range args {
-		if err := validate(a); err != nil {
-			return nil, fmt.Errorf("enqueue %s to queue %s: argument %d: %w: %v", class, queue, i, ErrInvalidArgs, err)
-		}
-	}
-	raw, err := wire.MarshalArgs(args)
-	if err != nil {
-		return nil, fmt.Errorf("enqueue %s to queue %s: arguments cannot be encoded as JSON: %w", class, queue, err)
-	}
-	return c.EnqueueRaw(ctx, queue, class, raw)
+	return c.EnqueueWith(ctx, EnqueueParams{Queue: queue, Class: class, Args: args})
 }
 
 // EnqueueRaw pushes a job whose args are already a JSON array.
 func (c *Client) EnqueueRaw(ctx context.Context, queue, class string, args json.RawMessage) (*Enqueued, error) {
+	return c.EnqueueWith(ctx, EnqueueParams{Queue: queue, Class: class, RawArgs: args})
+}
+
+// EnqueueParams describes one job for EnqueueWith.
+type EnqueueParams struct {
+	Queue, Class string
+	// Args become the elements of the job's args array (validated if they
+	// implement Validator). Ignored when RawArgs is set.
+	Args []any
+	// RawArgs is the args array as JSON.
+	RawArgs json.RawMessage
+	// Encrypt encrypts the args with the Keyring's encryption primary.
+	Encrypt bool
+}
+
+// EnqueueWith pushes one job.
+func (c *Client) EnqueueWith(ctx context.Context, p EnqueueParams) (*Enqueued, error) {
+	queue, class := p.Queue, p.Class
 	if err := checkNames(queue, class); err != nil {
 		return nil, err
+	}
+	args := p.RawArgs
+	if args == nil {
+		for i, a := range p.Args {
+			if err := validate(a); err != nil {
+				return nil, fmt.Errorf("enqueue %s to queue %s: argument %d: %w: %v", class, queue, i, ErrInvalidArgs, err)
+			}
+		}
+		raw, err := wire.MarshalArgs(p.Args)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue %s to queue %s: arguments cannot be encoded as JSON: %w", class, queue, err)
+		}
+		args = raw
+	}
+	lim := c.cfg.Limits.envelope()
+	if err := lim.CheckSize(len(args)); err != nil {
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
+	}
+	if err := lim.CheckDepth(args); err != nil {
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
 	}
 	var probe []json.RawMessage
 	if err := json.Unmarshal(args, &probe); err != nil {
 		return nil, fmt.Errorf("enqueue %s to queue %s: %w: args must be a JSON array (%v)", class, queue, ErrInvalidArgs, err)
 	}
-	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.Now()}
+	if err := lim.CheckArgs(len(probe)); err != nil {
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
+	}
+	encrypt := p.Encrypt || c.cfg.EncryptAll
+	if encrypt && !c.cfg.Keyring.CanEncrypt() {
+		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
+	}
+	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.Now(), Encrypted: encrypt}
 	if err := c.push(ctx, job); err != nil {
 		if errors.Is(err, ErrDontEnqueue) {
 			return nil, err
@@ -105,9 +147,27 @@ func (c *Client) EnqueueRaw(ctx context.Context, queue, class string, args json.
 	return &Enqueued{ID: job.ID, Class: job.Class, Queue: job.Queue, Size: len(job.payload)}, nil
 }
 
-// write is the innermost EnqueueFunc: encode and push.
+// write is the innermost EnqueueFunc: seal, encode, check and push.
 func (c *Client) write(ctx context.Context, job *Job) error {
-	job.payload = wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}.Encode()
+	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}
+	if k := c.cfg.Keyring; k != nil && (k.CanSign() || job.Encrypted) {
+		meta := envelope.Meta{Class: job.Class, Queue: job.Queue, ID: job.ID, EnqueuedAt: wire.EnqueuedAtText(job.EnqueuedAt)}
+		sealed, err := k.k.Seal(meta, job.Args, job.Encrypted)
+		if err != nil {
+			return err
+		}
+		np.Args = sealed.Args
+		if sealed.Enc != nil {
+			np.Envelope.Enc = &wire.Encrypted{KID: sealed.Enc.KID, Nonce: sealed.Enc.Nonce, Data: sealed.Enc.Data}
+		}
+		if sealed.Sig != nil {
+			np.Envelope.SigKID, np.Envelope.Sig = sealed.Sig.KID, sealed.Sig.Value
+		}
+	}
+	job.payload = np.Encode()
+	if err := c.cfg.Limits.envelope().CheckSize(len(job.payload)); err != nil {
+		return err
+	}
 	if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
 		n, pushed, err := c.store.PushCapped(ctx, job.Queue, job.payload, limit)
 		if err != nil {

@@ -23,6 +23,10 @@ var (
 // Ruby's names are used where Ruby has the same situation.
 const (
 	ExceptionInvalidPayload = "Resq::InvalidPayload"
+	ExceptionPayloadLimit   = "Resq::PayloadLimit"
+	ExceptionSignature      = "Resq::SignatureError"
+	ExceptionDecrypt        = "Resq::DecryptError"
+	ExceptionReplay         = "Resq::Replay"
 	ExceptionUnknownClass   = "Resq::UnknownJobClass"
 	ExceptionInvalidArgs    = "Resq::InvalidArguments"
 	ExceptionPanic          = "Resq::Panic"

@@ -20,6 +20,11 @@ type Job struct {
 	WorkerID string
 	// StartedAt is when the worker took the job.
 	StartedAt time.Time
+	// Encrypted is set when the args travel encrypted (Args here is the
+	// plaintext: only the handler sees it).
+	Encrypted bool
+	// Signed is set when the worker verified the job's signature.
+	Signed bool
 
 	payload []byte
 }

@@ -67,6 +67,22 @@ type WorkerConfig struct {
 	PID      int
 	// Logger receives job and worker events. Default: the Conn's logger.
 	Logger *slog.Logger
+	// Limits bound payloads before they are decoded; a job over a limit
+	// fails with a record naming the limit. Zero fields take the defaults
+	// (512 KiB, depth 32, 256 args).
+	Limits Limits
+	// Keyring verifies signatures and decrypts args. With signing keys in
+	// it, unsigned, forged, altered or moved jobs are refused, except on
+	// queues matching AllowUnsigned.
+	Keyring *Keyring
+	// AllowUnsigned lists queues (names or globs) that accept unsigned jobs,
+	// for Ruby or Node producers that do not sign yet. Signed jobs on them
+	// are still verified.
+	AllowUnsigned []string
+	// ReplayWindow, when positive, accepts each job id once: a job whose id
+	// finished within the window is refused as a replay. Retrying a failure
+	// from the admin API clears its id.
+	ReplayWindow time.Duration
 	// OnJobDone, if set, is called after every job with its outcome (for
 	// metrics). It runs on the job's slot and must be quick.
 	OnJobDone func(JobEvent)

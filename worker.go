@@ -2,6 +2,7 @@ package resq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resq-go/resq/internal/envelope"
 	"github.com/resq-go/resq/internal/isolate"
 	"github.com/resq-go/resq/internal/wire"
 )
@@ -27,6 +29,8 @@ type Worker struct {
 	ids      []string
 	handlers map[string]*handlerEntry
 	perform  func(h *handlerEntry) HandlerFunc
+	limits   envelope.Limits
+	unsigned queueSpec // queues accepting unsigned jobs
 
 	mu      sync.Mutex
 	running bool
@@ -98,6 +102,13 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 		stopped:  make(chan struct{}),
 	}
 	w.ids = workerIDs(cfg.Hostname, cfg.PID, spec.idPart(), cfg.Concurrency)
+	w.limits = cfg.Limits.envelope()
+	if len(cfg.AllowUnsigned) > 0 {
+		w.unsigned, err = parseQueues(cfg.AllowUnsigned)
+		if err != nil {
+			return nil, fmt.Errorf("resq.NewWorker: AllowUnsigned: %w", err)
+		}
+	}
 	return w, nil
 }
 
@@ -371,7 +382,7 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 		for i, si := range batch {
 			ids[i] = slots[si].id
 		}
-		got, err := w.store.Fetch(ctx, queues, ids, time.Now())
+		got, err := w.store.Fetch(ctx, queues, ids, time.Now(), w.limits.MaxBytes)
 		switch {
 		case errors.Is(err, wire.ErrPaused):
 			if !sleep(w.cfg.PollInterval) {
@@ -502,7 +513,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	}()
 	fail := func(name, msg string, bt []string) wire.Ack {
 		payload := f.Raw
-		if len(payload) == 0 || payload[0] != '{' || payload[len(payload)-1] != '}' {
+		if len(payload) == 0 || payload[0] != '{' || !json.Valid(payload) {
 			payload = wire.InvalidPayloadObject(f.Raw)
 		}
 		ack.Failure = wire.Failure{
@@ -515,10 +526,28 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 			"exception", name, "bytes", len(f.Raw), "duration", time.Since(start))
 		return ack
 	}
+	if o := f.Oversize; o != nil {
+		msg := w.limits.CheckSize(o.Size).Error() + "; the job was not run"
+		fail(ExceptionPayloadLimit, msg, nil)
+		// The record keeps only the payload's first KiB, its size and SHA-1.
+		ack.Failure = wire.Failure{FailedAt: wire.FailedAt(time.Now()), Payload: wire.OversizePayloadObject(f.Raw, *o),
+			Exception: ExceptionPayloadLimit, Error: msg, Backtrace: []string{}, Worker: s.id, Queue: f.Queue}.Encode()
+		return ack, false
+	}
+	if err := w.limits.CheckDepth(f.Raw); err != nil {
+		return fail(ExceptionPayloadLimit, err.Error()+"; the job was not run", nil), false
+	}
 	p, err := wire.DecodePayload(f.Raw)
 	ev.ID = p.ID
 	if err != nil {
 		return fail(ExceptionInvalidPayload, err.Error()+"; the job was not run", nil), false
+	}
+	if err := wire.CheckDuplicateKeys(f.Raw); err != nil {
+		return fail(ExceptionInvalidPayload, "invalid job payload: "+err.Error()+"; the job was not run", nil), false
+	}
+	args, signed, name, err := w.open(p, f.Queue)
+	if err != nil {
+		return fail(name, err.Error()+"; the job was not run", nil), false
 	}
 	h := w.handlers[p.Class]
 	if h == nil {
@@ -526,8 +555,15 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil), false
 	}
 	ack.Class, ev.Class = p.Class, p.Class
-	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: p.Args, EnqueuedAt: p.EnqueuedAt,
-		WorkerID: s.id, StartedAt: start, payload: f.Raw}
+	if w.cfg.ReplayWindow > 0 && p.ID != "" {
+		seen, err := w.store.Seen(hardCtx, p.ID)
+		if err == nil && seen {
+			return fail(ExceptionReplay, fmt.Sprintf("job id %s already ran within the replay window (%s); the job was not run", p.ID, w.cfg.ReplayWindow), nil), false
+		}
+		ack.SeenID, ack.SeenTTL = p.ID, w.cfg.ReplayWindow
+	}
+	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: args, EnqueuedAt: p.EnqueuedAt,
+		WorkerID: s.id, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed}
 	timeout := w.cfg.JobTimeout
 	if h.opts.Timeout > 0 {
 		timeout = h.opts.Timeout
@@ -556,6 +592,62 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	default:
 		return fail(exceptionName(err), err.Error(), backtraceOf(err)), false
 	}
+}
+
+// open checks a decoded payload's signature and decrypts its args. It
+// returns the plaintext args, whether a signature was verified, and on error
+// the exception name to record.
+func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, signed bool, exception string, err error) {
+	k := w.cfg.Keyring
+	env := p.Envelope
+	meta := envelope.Meta{Class: p.Class, Queue: queue, ID: p.ID, EnqueuedAt: p.EnqueuedAtRaw}
+	var enc *envelope.Ciphertext
+	if env.Enc != nil {
+		enc = &envelope.Ciphertext{KID: env.Enc.KID, Nonce: env.Enc.Nonce, Data: env.Enc.Data}
+	}
+	if k.CanVerify() {
+		required := !w.unsignedQueue(queue)
+		if env.Sig != nil || required {
+			var sig *envelope.Signature
+			if env.Sig != nil {
+				sig = &envelope.Signature{KID: env.SigKID, Value: env.Sig}
+			}
+			if err := k.k.Verify(meta, p.Args, enc, sig); err != nil {
+				return nil, false, ExceptionSignature, err
+			}
+			signed = true
+		}
+	}
+	args = p.Args
+	if enc != nil {
+		var kr *envelope.Keyring
+		if k != nil {
+			kr = k.k
+		}
+		pt, err := kr.Decrypt(meta, enc)
+		if err != nil {
+			return nil, signed, ExceptionDecrypt, err
+		}
+		if err := w.limits.CheckDepth(pt); err != nil {
+			return nil, signed, ExceptionPayloadLimit, err
+		}
+		args = pt
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(args, &elems); err != nil {
+		return nil, signed, ExceptionInvalidPayload, fmt.Errorf("args are not a JSON array")
+	}
+	if err := w.limits.CheckArgs(len(elems)); err != nil {
+		return nil, signed, ExceptionPayloadLimit, err
+	}
+	return args, signed, "", nil
+}
+
+func (w *Worker) unsignedQueue(queue string) bool {
+	if len(w.unsigned.include) == 0 {
+		return false
+	}
+	return len(w.unsigned.resolve([]string{queue})) == 1
 }
 
 // runProtected runs fn, turning a panic into an error with a stack trace.

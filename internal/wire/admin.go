@@ -224,10 +224,17 @@ func (s *Store) RetryFailure(ctx context.Context, i int64, now time.Time) (queue
 			return err
 		}
 		queue = f.Queue
+		var id string
+		if jp, err := DecodePayload(job); err == nil {
+			id = jp.ID
+		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.LSet(ctx, key, i, updated)
 			p.SAdd(ctx, s.Keys.Queues(), f.Queue)
 			p.RPush(ctx, s.Keys.Queue(f.Queue), job)
+			if id != "" {
+				p.Del(ctx, s.Keys.Seen(id)) // a deliberate retry is not a replay
+			}
 			return nil
 		})
 		return err

@@ -58,3 +58,6 @@ func (k Keys) JobCounts() string { return k.resq("jobs") }
 func (k Keys) History(unixMinute int64) string {
 	return k.resq("history:" + strconv.FormatInt(unixMinute, 10))
 }
+
+// Seen marks a job id as run, for replay protection.
+func (k Keys) Seen(id string) string { return k.resq("seen:" + id) }

@@ -2,9 +2,11 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"time"
@@ -19,7 +21,27 @@ type Payload struct {
 	Args       json.RawMessage // always a JSON array ("[]" when missing or null)
 	ID         string          // resq addition; empty for Ruby/Node jobs
 	EnqueuedAt time.Time       // resq addition; zero for Ruby/Node jobs
-	Fields     map[string]json.RawMessage
+	// EnqueuedAtRaw is the exact text of the enqueued_at value (signed).
+	EnqueuedAtRaw string
+	// Envelope holds the signature and ciphertext fields, if any.
+	Envelope Envelope
+	Fields   map[string]json.RawMessage
+}
+
+// Envelope is resq's signing and encryption fields of a payload:
+// "enc":{"kid":…,"nonce":…,"ct":…}, "kid":…, "sig":… (base64, standard,
+// padded). See docs/protocol.md.
+type Envelope struct {
+	SigKID string
+	Sig    []byte
+	Enc    *Encrypted
+}
+
+// Encrypted is the "enc" field.
+type Encrypted struct {
+	KID   string
+	Nonce []byte
+	Data  []byte
 }
 
 // PayloadError says why bytes popped from a queue are not a usable job.
@@ -75,7 +97,11 @@ func DecodePayload(raw []byte) (Payload, error) {
 	if id, ok := fields["id"]; ok {
 		_ = json.Unmarshal(id, &p.ID) // a non-string id is ignored, not fatal
 	}
+	if err := decodeEnvelope(fields, &p.Envelope); err != nil {
+		return p, &PayloadError{Reason: err.Error()}
+	}
 	if at, ok := fields["enqueued_at"]; ok {
+		p.EnqueuedAtRaw = string(at)
 		var f float64
 		if json.Unmarshal(at, &f) == nil && f > 0 && !math.IsInf(f, 0) {
 			sec, frac := math.Modf(f)
@@ -93,7 +119,16 @@ type NewPayload struct {
 	Args       json.RawMessage
 	ID         string
 	EnqueuedAt time.Time
+	Envelope   Envelope
 	Extra      []Field
+}
+
+// EnqueuedAtText is the exact text Encode writes for an enqueue time
+// (seconds with three decimals); signatures cover it.
+func EnqueuedAtText(t time.Time) string {
+	ms := t.UnixMilli()
+	frac := ms % 1000
+	return strconv.FormatInt(ms/1000, 10) + "." + string([]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)})
 }
 
 // Field is one extra top-level payload field with an encoded value.
@@ -119,11 +154,23 @@ func (n NewPayload) Encode() []byte {
 	}
 	if !n.EnqueuedAt.IsZero() {
 		b = append(b, `,"enqueued_at":`...)
-		ms := n.EnqueuedAt.UnixMilli()
-		b = strconv.AppendInt(b, ms/1000, 10)
-		b = append(b, '.')
-		frac := ms % 1000
-		b = append(b, byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+		b = append(b, EnqueuedAtText(n.EnqueuedAt)...)
+	}
+	if e := n.Envelope.Enc; e != nil {
+		b = append(b, `,"enc":{"kid":`...)
+		b = appendString(b, e.KID)
+		b = append(b, `,"nonce":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Nonce)
+		b = append(b, `","ct":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Data)
+		b = append(b, `"}`...)
+	}
+	if n.Envelope.Sig != nil {
+		b = append(b, `,"kid":`...)
+		b = appendString(b, n.Envelope.SigKID)
+		b = append(b, `,"sig":"`...)
+		b = base64.StdEncoding.AppendEncode(b, n.Envelope.Sig)
+		b = append(b, '"')
 	}
 	for _, f := range n.Extra {
 		b = append(b, ',')
@@ -138,4 +185,98 @@ func (n NewPayload) Encode() []byte {
 // failure retry pushes and what Ruby's dequeue-by-args compares against.
 func RubyJob(class string, args json.RawMessage) []byte {
 	return NewPayload{Class: class, Args: args}.Encode()
+}
+
+func decodeEnvelope(fields map[string]json.RawMessage, e *Envelope) error {
+	if raw, ok := fields["sig"]; ok {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return errors.New(`"sig" is not a string`)
+		}
+		sig, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return errors.New(`"sig" is not base64`)
+		}
+		e.Sig = sig
+		if k, ok := fields["kid"]; ok && json.Unmarshal(k, &e.SigKID) != nil {
+			return errors.New(`"kid" is not a string`)
+		}
+	}
+	if raw, ok := fields["enc"]; ok {
+		var enc struct {
+			KID   string `json:"kid"`
+			Nonce string `json:"nonce"`
+			CT    string `json:"ct"`
+		}
+		if json.Unmarshal(raw, &enc) != nil {
+			return errors.New(`"enc" is not an object of strings`)
+		}
+		nonce, err1 := base64.StdEncoding.DecodeString(enc.Nonce)
+		ct, err2 := base64.StdEncoding.DecodeString(enc.CT)
+		if err1 != nil || err2 != nil || enc.KID == "" {
+			return errors.New(`"enc" needs kid, and nonce and ct in base64`)
+		}
+		e.Enc = &Encrypted{KID: enc.KID, Nonce: nonce, Data: ct}
+	}
+	return nil
+}
+
+// CheckDuplicateKeys refuses JSON in which any object repeats a key (Go's
+// decoder would silently keep the last one, a way to smuggle a value past a
+// check that read the first).
+func CheckDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	type frame struct {
+		obj    bool
+		keys   map[string]bool
+		expect bool // next string token in an object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{':
+				if top >= 0 && stack[top].obj {
+					stack[top].expect = true
+				}
+				stack = append(stack, frame{obj: true, keys: map[string]bool{}, expect: true})
+			case '[':
+				if top >= 0 && stack[top].obj {
+					stack[top].expect = true
+				}
+				stack = append(stack, frame{})
+			default:
+				stack = stack[:top]
+			}
+			continue
+		}
+		if top >= 0 && stack[top].obj {
+			if stack[top].expect {
+				k, _ := tok.(string)
+				if stack[top].keys[k] {
+					return fmt.Errorf("duplicate key %q in a JSON object", truncate(k, 64))
+				}
+				stack[top].keys[k] = true
+				stack[top].expect = false
+			} else {
+				stack[top].expect = true
+			}
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

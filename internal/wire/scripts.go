@@ -8,14 +8,18 @@ import "github.com/redis/go-redis/v9"
 //
 // KEYS[1] = pause-all-workers, KEYS[2..1+m] = queue lists in priority order,
 // KEYS[2+m..1+m+n] = worker:<id> keys of the idle slots.
-// ARGV[1] = m, ARGV[1+j] = the record prefix for queue j (RecordPrefix).
+// ARGV[1] = m, ARGV[2] = the payload size limit in bytes, ARGV[2+j] = the
+// record prefix for queue j (RecordPrefix).
 // Returns -1 when all workers are paused, else a flat array of
-// (queue index, slot index, payload) triples.
+// (queue index, slot index, payload) triples. A payload over the size limit
+// is not returned: its place holds {size, first 1 KiB, sha1 hex}, so a
+// hostile 16 MiB job never reaches the worker's memory.
 //
 // Queues before the current one are known to be empty for the rest of the
 // script (it runs atomically), so the scan never restarts from the top.
 var fetchScript = redis.NewScript(`
 local m = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
 local p = redis.call('GET', KEYS[1])
 if p then
   p = string.lower(string.match(p, '^%s*(.-)%s*$'))
@@ -33,13 +37,18 @@ for i = 1, n do
   end
   if not job then break end
   local body = job
-  if not (string.byte(job, 1) == 123 and string.byte(job, -1) == 125) then
+  local ret = job
+  if #job > limit then
+    local head = string.sub(job, 1, 1024)
+    ret = {#job, head, redis.sha1hex(job)}
+    body = cjson.encode(head)
+  elseif not (string.byte(job, 1) == 123 and string.byte(job, -1) == 125) then
     body = cjson.encode(job)
   end
-  redis.call('SET', KEYS[1 + m + i], ARGV[1 + q] .. body .. '}')
+  redis.call('SET', KEYS[1 + m + i], ARGV[2 + q] .. body .. '}')
   out[#out + 1] = q
   out[#out + 1] = i
-  out[#out + 1] = job
+  out[#out + 1] = ret
 end
 return out
 `)

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -69,13 +70,34 @@ type Fetched struct {
 	Queue string
 	Raw   []byte
 	RunAt string
+	// Oversize is set when the payload was over the size limit; Raw then
+	// holds its first KiB only.
+	Oversize *Oversize
+}
+
+// Oversize describes a payload refused for its size.
+type Oversize struct {
+	Size int
+	SHA1 string
+}
+
+// OversizePayloadObject is the failure-record payload of a refused
+// oversized job: {"class":"","args":[],"raw":"<first KiB>","truncated":true,"bytes":N,"sha1":"…"}.
+func OversizePayloadObject(head []byte, o Oversize) json.RawMessage {
+	b := []byte(InvalidPayloadObject(head))
+	b = b[:len(b)-1]
+	b = append(b, `,"truncated":true,"bytes":`...)
+	b = strconv.AppendInt(b, int64(o.Size), 10)
+	b = append(b, `,"sha1":`...)
+	b = appendString(b, o.SHA1)
+	return append(b, '}')
 }
 
 // Record returns the working-on record the fetch script stored for f; nil
 // when the payload was not a JSON object (the script then stored it as a JSON
 // string).
 func (f Fetched) Record() []byte {
-	if len(f.Raw) == 0 || f.Raw[0] != '{' || f.Raw[len(f.Raw)-1] != '}' {
+	if f.Oversize != nil || len(f.Raw) == 0 || f.Raw[0] != '{' || f.Raw[len(f.Raw)-1] != '}' {
 		return nil
 	}
 	return EncodeWorkingOn(WorkingOn{Queue: f.Queue, RunAt: f.RunAt, Payload: f.Raw})
@@ -86,7 +108,10 @@ var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
 
 // Fetch pops up to len(workerIDs) jobs from queues (in priority order) and
 // records each one at worker:<id> of the slot that takes it, atomically.
-func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, now time.Time) ([]Fetched, error) {
+//
+// A payload larger than maxBytes is not transferred: its Fetched has
+// Oversize set and Raw holds only its first KiB.
+func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, now time.Time, maxBytes int) ([]Fetched, error) {
 	if len(queues) == 0 || len(workerIDs) == 0 {
 		return nil, nil
 	}
@@ -99,8 +124,8 @@ func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, 
 		keys = append(keys, s.Keys.Worker(id))
 	}
 	runAt := RunAt(now)
-	args := make([]any, 0, 1+len(queues))
-	args = append(args, len(queues))
+	args := make([]any, 0, 2+len(queues))
+	args = append(args, len(queues), maxBytes)
 	for _, q := range queues {
 		args = append(args, RecordPrefix(q, runAt))
 	}
@@ -122,11 +147,22 @@ func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, 
 		for i := 0; i+2 < len(r); i += 3 {
 			qi, _ := r[i].(int64)
 			si, _ := r[i+1].(int64)
-			raw, _ := r[i+2].(string)
 			if qi < 1 || int(qi) > len(queues) || si < 1 || int(si) > len(workerIDs) {
 				return out, fmt.Errorf("fetch script returned an out-of-range index (%d, %d)", qi, si)
 			}
-			out = append(out, Fetched{Slot: int(si) - 1, Queue: queues[qi-1], Raw: []byte(raw), RunAt: runAt})
+			f := Fetched{Slot: int(si) - 1, Queue: queues[qi-1], RunAt: runAt}
+			switch v := r[i+2].(type) {
+			case string:
+				f.Raw = []byte(v)
+			case []any:
+				if len(v) == 3 {
+					size, _ := v[0].(int64)
+					head, _ := v[1].(string)
+					sum, _ := v[2].(string)
+					f.Raw, f.Oversize = []byte(head), &Oversize{Size: int(size), SHA1: sum}
+				}
+			}
+			out = append(out, f)
 		}
 		return out, nil
 	default:
@@ -149,6 +185,10 @@ type Ack struct {
 	// "<unknown>" for unregistered classes, so hostile class names cannot
 	// grow the counters without bound.
 	Queue, Class string
+	// SeenID, when set, marks a job id as run for SeenTTL (replay
+	// protection).
+	SeenID  string
+	SeenTTL time.Duration
 }
 
 // HistoryTTL is how long the per-minute processed/failed history is kept.
@@ -178,6 +218,9 @@ func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
 				p.IncrBy(ctx, s.Keys.StatFailedBy(a.WorkerID), 1)
 			}
 			p.Del(ctx, s.Keys.Worker(a.WorkerID))
+			if a.SeenID != "" {
+				p.Set(ctx, s.Keys.Seen(a.SeenID), 1, a.SeenTTL)
+			}
 			if a.Processed {
 				processed++
 				p.IncrBy(ctx, s.Keys.StatProcessedBy(a.WorkerID), 1)
@@ -433,4 +476,10 @@ func toInt(v any) int64 {
 	}
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
+}
+
+// Seen reports whether a job id was marked as run (replay protection).
+func (s *Store) Seen(ctx context.Context, id string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.Keys.Seen(id)).Result()
+	return n == 1, err
 }
