@@ -50,11 +50,13 @@ func (a *Admin) QueueSize(ctx context.Context, queue string) (int64, error) {
 	return a.store.QueueSize(ctx, queue)
 }
 
-// JobView is a queued or failed job as shown to people: Args are the raw
-// JSON; use Redacted for display.
+// JobView is a queued, running or failed job as shown to people. Args are
+// redacted: secret fields hold Redacted and encrypted args are EncryptedArgs.
 type JobView struct {
 	Class      string          `json:"class"`
 	Args       json.RawMessage `json:"args"`
+	Encrypted  bool            `json:"encrypted,omitempty"`
+	Signed     bool            `json:"signed,omitempty"` // carries a signature (not verified here)
 	ID         string          `json:"id,omitempty"`
 	EnqueuedAt *time.Time      `json:"enqueued_at,omitempty"`
 	// Invalid is set when the payload is not a usable job; Raw then holds it.
@@ -62,7 +64,7 @@ type JobView struct {
 	Raw     string `json:"raw,omitempty"`
 }
 
-func viewOf(raw []byte) JobView {
+func viewOf(raw []byte, r *Redactor) JobView {
 	p, err := wire.DecodePayload(raw)
 	if err != nil {
 		if orig, ok := wire.RawOfInvalid(raw); ok {
@@ -70,7 +72,10 @@ func viewOf(raw []byte) JobView {
 		}
 		return JobView{Class: p.Class, Invalid: err.Error(), Raw: string(raw), Args: json.RawMessage("[]")}
 	}
-	v := JobView{Class: p.Class, Args: p.Args, ID: p.ID}
+	v := JobView{Class: p.Class, Args: r.Args(p.Class, p.Args), ID: p.ID, Signed: p.Envelope.Sig != nil}
+	if p.Envelope.Enc != nil {
+		v.Encrypted, v.Args = true, json.RawMessage(`"`+EncryptedArgs+`"`)
+	}
 	if !p.EnqueuedAt.IsZero() {
 		t := p.EnqueuedAt
 		v.EnqueuedAt = &t
@@ -84,9 +89,13 @@ func (a *Admin) Peek(ctx context.Context, queue string, start, count int64) ([]J
 	if err != nil {
 		return nil, err
 	}
+	red, err := a.Redactor(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]JobView, len(raws))
 	for i, r := range raws {
-		out[i] = viewOf(r)
+		out[i] = viewOf(r, red)
 	}
 	return out, nil
 }
@@ -127,14 +136,18 @@ func (a *Admin) Failures(ctx context.Context, start, count int64) ([]FailureView
 	if err != nil {
 		return nil, err
 	}
+	red, err := a.Redactor(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]FailureView, len(raws))
 	for i, r := range raws {
-		out[i] = failureView(start+int64(i), r)
+		out[i] = failureView(start+int64(i), r, red)
 	}
 	return out, nil
 }
 
-func failureView(idx int64, raw []byte) FailureView {
+func failureView(idx int64, raw []byte, red *Redactor) FailureView {
 	v := FailureView{Index: idx, Raw: raw}
 	f, err := wire.DecodeFailure(raw)
 	if err != nil {
@@ -144,7 +157,7 @@ func failureView(idx int64, raw []byte) FailureView {
 	v.FailedAt, v.Exception, v.Error, v.Backtrace = f.FailedAt, f.Exception, f.Error, f.Backtrace
 	v.Worker, v.Queue, v.RetriedAt = f.Worker, f.Queue, f.RetriedAt
 	v.Time, _ = wire.ParseTime(f.FailedAt)
-	v.Job = viewOf(f.Payload)
+	v.Job = viewOf(f.Payload, red)
 	return v
 }
 
@@ -253,6 +266,10 @@ func (a *Admin) Workers(ctx context.Context) ([]WorkerView, error) {
 	if err != nil {
 		return nil, err
 	}
+	red, err := a.Redactor(ctx)
+	if err != nil {
+		return nil, err
+	}
 	registered, err := a.store.Client().SMembers(ctx, a.store.Keys.Workers()).Result()
 	if err != nil {
 		return nil, err
@@ -272,7 +289,7 @@ func (a *Admin) Workers(ctx context.Context) ([]WorkerView, error) {
 		}
 		if len(st.Record) > 0 {
 			if rec, err := wire.DecodeWorkingOn(st.Record); err == nil {
-				wo := &WorkingOn{Queue: rec.Queue, RunAt: rec.RunAt, Job: viewOf(rec.Payload)}
+				wo := &WorkingOn{Queue: rec.Queue, RunAt: rec.RunAt, Job: viewOf(rec.Payload, red)}
 				wo.Since, _ = wire.ParseTime(rec.RunAt)
 				v.Working = wo
 			} else {

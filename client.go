@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/resq-go/resq/internal/envelope"
@@ -48,6 +50,9 @@ type Client struct {
 	cfg    ClientConfig
 	push   EnqueueFunc
 	logger *slog.Logger
+
+	secrets     secretRegistry
+	secretTypes sync.Map // reflect.Type → []string
 }
 
 // NewClient returns a Client on conn.
@@ -118,6 +123,9 @@ func (c *Client) EnqueueWith(ctx context.Context, p EnqueueParams) (*Enqueued, e
 			return nil, fmt.Errorf("enqueue %s to queue %s: arguments cannot be encoded as JSON: %w", class, queue, err)
 		}
 		args = raw
+		if err := c.registerSecrets(ctx, class, p.Args); err != nil {
+			return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
+		}
 	}
 	lim := c.cfg.Limits.envelope()
 	if err := lim.CheckSize(len(args)); err != nil {
@@ -266,4 +274,22 @@ func jsonEqual(a, b any) bool {
 	default:
 		return a == b
 	}
+}
+
+// registerSecrets records the `resq:"secret"` fields of the args' types for
+// class, once per class and process.
+func (c *Client) registerSecrets(ctx context.Context, class string, args []any) error {
+	var fields []string
+	for _, a := range args {
+		if a == nil {
+			continue
+		}
+		t := reflect.TypeOf(a)
+		v, ok := c.secretTypes.Load(t)
+		if !ok {
+			v, _ = c.secretTypes.LoadOrStore(t, secretFieldsOf(t))
+		}
+		fields = append(fields, v.([]string)...)
+	}
+	return c.secrets.register(ctx, c.store, class, fields)
 }

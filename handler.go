@@ -40,6 +40,7 @@ type HandlerOptions struct {
 
 type handlerEntry struct {
 	class   string
+	secrets []string // JSON names of `resq:"secret"` fields of the args type
 	fn      HandlerFunc
 	opts    HandlerOptions
 	command bool // runs an external command: the timeout is enforced by a kill
@@ -57,7 +58,7 @@ func Handle[T any](w *Worker, class string, fn func(ctx context.Context, args T)
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	w.register(&handlerEntry{class: class, opts: o, fn: func(ctx context.Context, job *Job) error {
+	w.register(&handlerEntry{class: class, opts: o, secrets: secretFieldsOf(reflect.TypeFor[T]()), fn: func(ctx context.Context, job *Job) error {
 		v, err := DecodeArgs[T](job.Args, o.AllowUnknownFields)
 		if err != nil {
 			return err

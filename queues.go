@@ -74,6 +74,22 @@ func (s queueSpec) resolve(known []string) []string {
 	return out
 }
 
+// matches reports whether queue is selected by the spec (an inclusion entry
+// matches it as a glob and no exclusion does).
+func (s queueSpec) matches(queue string) bool {
+	for _, ex := range s.exclude {
+		if fnmatch(ex, queue) {
+			return false
+		}
+	}
+	for _, pat := range s.include {
+		if fnmatch(pat, queue) {
+			return true
+		}
+	}
+	return false
+}
+
 // fnmatch is Ruby's File.fnmatch? with no flags: '*' matches any run of
 // characters (also '/'), '?' one character, [...] a class ([!x] and [^x]
 // negate), '\' escapes; braces are literal; '*', '?' and classes do not match

@@ -584,29 +584,24 @@ func TestWireClientDequeueLargeIntegers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	b.ruby(t, "q", `{"class":"A","args":[9007199254740993]}`)
-	b.ruby(t, "q", `{"class":"A","args":[1180591620717411303425]}`)
-	n, err := b.client.Dequeue(ctx, "q", "A", int64(9007199254740992))
-	if err != nil || n != 0 {
-		t.Errorf("Dequeue(A, 9007199254740992) = %d, %v; want 0 (the job holds 9007199254740993)", n, err)
+	cases := []struct {
+		stored string
+		arg    any
+		want   int64
+	}{
+		{`[9007199254740993]`, int64(9007199254740992), 0},
+		{`[9007199254740993]`, int64(9007199254740993), 1},
+		{`[1180591620717411303425]`, json.Number("1180591620717411303424"), 0},
+		{`[1180591620717411303425]`, json.Number("1180591620717411303425"), 1},
+		{`[1.0]`, 1, 1}, // Ruby's 1.0 and Go's 1 are the same value
 	}
-	n, err = b.client.Dequeue(ctx, "q", "A", json.Number("1180591620717411303424"))
-	if err != nil || n != 0 {
-		t.Errorf("Dequeue(A, 1180591620717411303424) = %d, %v; want 0 (the job holds …425)", n, err)
-	}
-	// The exact values do match.
-	n, err = b.client.Dequeue(ctx, "q", "A", int64(9007199254740993))
-	if err != nil || n != 1 {
-		t.Errorf("Dequeue(A, 9007199254740993) = %d, %v; want 1", n, err)
-	}
-	n, err = b.client.Dequeue(ctx, "q", "A", json.Number("1180591620717411303425"))
-	if err != nil || n != 1 {
-		t.Errorf("Dequeue(A, 1180591620717411303425) = %d, %v; want 1", n, err)
-	}
-	// Ruby's 1.0 and Go's 1 are the same value.
-	b.ruby(t, "q", `{"class":"A","args":[1.0,"x"]}`)
-	if n, err := b.client.Dequeue(ctx, "q", "A", 1, "x"); err != nil || n != 1 {
-		t.Errorf("Dequeue(A, 1, x) of [1.0,\"x\"] = %d, %v; want 1", n, err)
+	for i, c := range cases {
+		q := fmt.Sprintf("q%d", i)
+		b.ruby(t, q, `{"class":"A","args":`+c.stored+`}`)
+		n, err := b.client.Dequeue(ctx, q, "A", c.arg)
+		if err != nil || n != c.want {
+			t.Errorf("Dequeue(A, %v) of args %s = %d, %v; want %d", c.arg, c.stored, n, err, c.want)
+		}
 	}
 }
 
@@ -634,4 +629,39 @@ func TestWireAdminClearRetriedAndRemoveQueue(t *testing.T) {
 	b.want(t, "keep", "SMEMBERS", b.key("queues"))
 	b.want(t, "0", "EXISTS", b.key("queue:q"))
 	b.want(t, "1", "LLEN", b.key("queue:keep"))
+}
+
+// A dead worker whose in-flight record holds a non-object payload (stored
+// as a JSON string, docs/protocol.md) is failed with that payload's original
+// text, so that a retry pushes the job back, not the working-on record.
+func TestWireDeadWorkerNonObjectPayload(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	dead := "web9:1:q"
+	b.srv.Do(t, "SADD", b.key("workers"), dead)
+	b.srv.Do(t, "SET", b.key("worker:"+dead), `{"queue":"q","run_at":"2024-01-15T10:17:30Z","payload":"not json"}`)
+	b.srv.Do(t, "SET", b.key("worker:"+dead+":started"), "2024-01-15 10:17:00 +0000")
+	b.srv.Do(t, "HSET", b.key("workers:heartbeat"), dead, "2024-01-15T10:18:00+00:00")
+	res, err := b.admin.Prune(ctx, 0, resq.FailDeadJobs)
+	if err != nil || len(res.Pruned) != 1 || res.Failed != 1 {
+		t.Fatalf("Prune = %+v, %v", res, err)
+	}
+	b.want(t, "0", "EXISTS", b.key("worker:"+dead), b.key("worker:"+dead+":started"))
+	b.want(t, "0", "SCARD", b.key("workers"))
+	rec := b.srv.Do(t, "LINDEX", b.key("failed"), "0")
+	keys, vals := jsonKeys(t, rec)
+	if want := []string{"failed_at", "payload", "exception", "error", "backtrace", "worker", "queue"}; !reflect.DeepEqual(keys, want) {
+		t.Errorf("keys %v", keys)
+	}
+	if got := string(vals["payload"]); got != `{"class":"","args":[],"raw":"not json"}` {
+		t.Errorf("payload = %s, want the wrapped original text", got)
+	}
+	if got := string(vals["exception"]); got != `"Resque::PruneDeadWorkerDirtyExit"` {
+		t.Errorf("exception = %s", got)
+	}
+	if _, err := b.admin.RetryFailure(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.want(t, "not json", "LRANGE", b.key("queue:q"), "0", "-1")
 }

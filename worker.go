@@ -30,6 +30,7 @@ type Worker struct {
 	handlers map[string]*handlerEntry
 	perform  func(h *handlerEntry) HandlerFunc
 	limits   envelope.Limits
+	redactor *Redactor // secret fields of this worker's handlers, for scrubbing errors
 	unsigned queueSpec // queues accepting unsigned jobs
 
 	mu      sync.Mutex
@@ -201,6 +202,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("resq: no handlers registered; use resq.Handle, HandleFunc or HandleCommand before Run")
 	}
 	w.perform = w.buildChain()
+	w.redactor = &Redactor{classFields: map[string]map[string]bool{}}
+	for class, h := range w.handlers {
+		set := map[string]bool{}
+		for _, f := range h.secrets {
+			set[f] = true
+		}
+		w.redactor.classFields[class] = set
+	}
 	w.mu.Unlock()
 	defer close(w.stopped)
 
@@ -209,6 +218,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.retry(ctx, "register worker", func(rctx context.Context) error {
 		if _, err := w.conn.pruneDead(rctx, w.pruneOptions()); err != nil {
 			return err
+		}
+		for class, h := range w.handlers {
+			if err := w.store.AddSecretFields(rctx, class, h.secrets); len(h.secrets) > 0 && err != nil {
+				return err
+			}
 		}
 		return w.store.Register(rctx, w.ids, time.Now())
 	}); err != nil {
@@ -511,7 +525,14 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 		}
 		w.cfg.OnJobDone(ev)
 	}()
+	var secrets []string // values to scrub from error messages
 	fail := func(name, msg string, bt []string) wire.Ack {
+		if len(secrets) > 0 {
+			msg = scrub(msg, secrets)
+			for i := range bt {
+				bt[i] = scrub(bt[i], secrets)
+			}
+		}
 		payload := f.Raw
 		if len(payload) == 0 || payload[0] != '{' || !json.Valid(payload) {
 			payload = wire.InvalidPayloadObject(f.Raw)
@@ -555,6 +576,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil), false
 	}
 	ack.Class, ev.Class = p.Class, p.Class
+	secrets = w.redactor.secretValues(p.Class, args, p.Envelope.Enc != nil)
 	if w.cfg.ReplayWindow > 0 && p.ID != "" {
 		seen, err := w.store.Seen(hardCtx, p.ID)
 		if err == nil && seen {
@@ -644,10 +666,7 @@ func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, signe
 }
 
 func (w *Worker) unsignedQueue(queue string) bool {
-	if len(w.unsigned.include) == 0 {
-		return false
-	}
-	return len(w.unsigned.resolve([]string{queue})) == 1
+	return w.unsigned.matches(queue)
 }
 
 // runProtected runs fn, turning a panic into an error with a stack trace.

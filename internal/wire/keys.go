@@ -61,3 +61,6 @@ func (k Keys) History(unixMinute int64) string {
 
 // Seen marks a job id as run, for replay protection.
 func (k Keys) Seen(id string) string { return k.resq("seen:" + id) }
+
+// SecretFields maps job classes to the names of their secret argument fields.
+func (k Keys) SecretFields() string { return k.resq("secret_fields") }

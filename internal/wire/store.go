@@ -483,3 +483,46 @@ func (s *Store) Seen(ctx context.Context, id string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.Keys.Seen(id)).Result()
 	return n == 1, err
 }
+
+// AddSecretFields records field names of class's arguments that are secret
+// (merged with those already recorded), so every process can redact them.
+func (s *Store) AddSecretFields(ctx context.Context, class string, fields []string) error {
+	return addSecretsScript.Run(ctx, s.rdb, []string{s.Keys.SecretFields()}, append([]any{class}, toAny(fields)...)...).Err()
+}
+
+// addSecretsScript merges field names into the class's newline-separated
+// list.
+var addSecretsScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+local set = {}
+for f in string.gmatch(cur, '[^\n]+') do set[f] = true end
+for i = 2, #ARGV do
+  if not set[ARGV[i]] then
+    if cur == '' then cur = ARGV[i] else cur = cur .. '\n' .. ARGV[i] end
+    set[ARGV[i]] = true
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], cur)
+return 1
+`)
+
+// SecretFields returns the recorded secret field names per class.
+func (s *Store) SecretFields(ctx context.Context) (map[string][]string, error) {
+	m, err := s.rdb.HGetAll(ctx, s.Keys.SecretFields()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(m))
+	for class, v := range m {
+		out[class] = strings.Split(v, "\n")
+	}
+	return out, nil
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
