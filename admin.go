@@ -12,6 +12,14 @@ import (
 	"github.com/resq-go/resq/internal/wire"
 )
 
+// Errors of failure-list operations.
+var (
+	// ErrNoFailure: no failure record at that index.
+	ErrNoFailure = wire.ErrNoFailure
+	// ErrFailureChanged: the list changed during the operation; list again.
+	ErrFailureChanged = wire.ErrFailureChanged
+)
+
 // Admin inspects and manages queues, failures, workers and stats. The CLI
 // and the dashboard use it; it never writes a key by hand.
 type Admin struct {
@@ -245,6 +253,7 @@ type WorkerView struct {
 	Host      string     `json:"host"`
 	PID       int        `json:"pid"`
 	Queues    []string   `json:"queues"`
+	Slot      int        `json:"slot,omitempty"` // resq slot number (ids host:pid:queues:N)
 	Started   string     `json:"started"`
 	Heartbeat string     `json:"heartbeat,omitempty"`
 	Processed int64      `json:"processed"`
@@ -285,7 +294,7 @@ func (a *Admin) Workers(ctx context.Context) ([]WorkerView, error) {
 		}
 		v := WorkerView{ID: st.ID, Started: st.Started, Heartbeat: st.Heartbeat, Processed: st.Processed, Failed: st.Failed}
 		if id, ok := wire.ParseWorkerID(st.ID); ok {
-			v.Host, v.PID, v.Queues = id.Host, id.PID, id.Queues
+			v.Host, v.PID, v.Queues, v.Slot = id.Host, id.PID, id.Queues, id.Slot
 		}
 		if len(st.Record) > 0 {
 			if rec, err := wire.DecodeWorkingOn(st.Record); err == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"reflect"
 	"sync"
 	"time"
@@ -246,9 +247,9 @@ func jsonEqual(a, b any) bool {
 		if x == y {
 			return true
 		}
-		fx, e1 := x.Float64()
-		fy, e2 := y.Float64()
-		return e1 == nil && e2 == nil && fx == fy
+		bx, ok1 := new(big.Rat).SetString(string(x))
+		by, ok2 := new(big.Rat).SetString(string(y))
+		return ok1 && ok2 && bx.Cmp(by) == 0
 	case []any:
 		y, ok := b.([]any)
 		if !ok || len(x) != len(y) {
@@ -266,7 +267,8 @@ func jsonEqual(a, b any) bool {
 			return false
 		}
 		for k, v := range x {
-			if !jsonEqual(v, y[k]) {
+			yv, ok := y[k]
+			if !ok || !jsonEqual(v, yv) {
 				return false
 			}
 		}

@@ -97,8 +97,10 @@ type Command struct {
 func (w *Worker) HandleCommand(class string, c Command) {
 	w.register(&handlerEntry{class: class, command: true, opts: HandlerOptions{Timeout: c.Timeout}, fn: func(ctx context.Context, job *Job) error {
 		timeout := c.Timeout
-		if dl, ok := ctx.Deadline(); ok && (timeout == 0 || time.Until(dl) < timeout) {
-			timeout = time.Until(dl)
+		if timeout == 0 {
+			if dl, ok := ctx.Deadline(); ok {
+				timeout = time.Until(dl)
+			}
 		}
 		res, err := isolate.Run(ctx, isolate.Command{
 			Path:      c.Path,

@@ -2,6 +2,7 @@ package resq
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -21,10 +22,10 @@ type pruneOptions struct {
 // PruneResult lists what a dead-worker check did.
 type PruneResult struct {
 	// Pruned are the dead worker ids that were unregistered.
-	Pruned []string
+	Pruned []string `json:"pruned"`
 	// Requeued and Failed count their in-flight jobs by outcome.
-	Requeued int
-	Failed   int
+	Requeued int `json:"requeued"`
+	Failed   int `json:"failed"`
 }
 
 // pruneDead finds dead workers and recovers their in-flight jobs:
@@ -118,7 +119,13 @@ func (c *Conn) recoverWorker(ctx context.Context, st wire.WorkerState, expired b
 		f.Error = "Job still being processed"
 	}
 	if !isJob {
-		f.Payload = wire.InvalidPayloadObject(st.Record)
+		var text string
+		if decErr == nil && json.Unmarshal(payload, &text) == nil {
+			// The fetch stored a non-object payload as a JSON string.
+			f.Payload = wire.InvalidPayloadObject([]byte(text))
+		} else {
+			f.Payload = wire.InvalidPayloadObject(st.Record)
+		}
 	}
 	ok, err := c.store.RecoverWorker(ctx, st.ID, st.Record, rec, wire.RecoverFail, f.Encode())
 	if !ok {

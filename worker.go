@@ -488,13 +488,12 @@ func (w *Worker) requeueRunning(slots []*slot) {
 }
 
 func (w *Worker) requeue(s *slot, f wire.Fetched) {
-	rec := f.Record()
-	if rec == nil {
+	if f.Oversize != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ok, err := w.store.Requeue(ctx, s.id, f.Queue, rec, f.Raw)
+	ok, err := w.store.Requeue(ctx, s.id, f.Queue, f.Raw)
 	switch {
 	case err != nil:
 		w.logger.Error("requeue of an interrupted job failed; the next worker will recover it",

@@ -45,6 +45,18 @@ func newStoreNS(t *testing.T, ns string) (*wire.Store, *redistest.Server) {
 
 var bg = context.Background()
 
+// maxPayload is the Fetch size limit used where size does not matter.
+const maxPayload = 1 << 20
+
+// rubyKeysScript lists every key except resq's own (under resque:resq:),
+// sorted: the state Ruby's tools see.
+const rubyKeysScript = `local out = {}
+for _, k in ipairs(redis.call('KEYS', '*')) do
+  if string.sub(k, 1, 12) ~= 'resque:resq:' then out[#out + 1] = k end
+end
+table.sort(out)
+return out`
+
 // expect compares a redistest.Do reply with want.
 func expect(t *testing.T, srv *redistest.Server, want string, args ...string) {
 	t.Helper()

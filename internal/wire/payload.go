@@ -47,9 +47,11 @@ type Encrypted struct {
 // PayloadError says why bytes popped from a queue are not a usable job.
 type PayloadError struct {
 	Reason string
+	Err    error // ErrNoClass for a payload without a usable class
 }
 
 func (e *PayloadError) Error() string { return "invalid job payload: " + e.Reason }
+func (e *PayloadError) Unwrap() error { return e.Err }
 
 // ErrNoClass is wrapped by the PayloadError of a payload without a class.
 var ErrNoClass = errors.New("payload has no class")
@@ -78,13 +80,13 @@ func DecodePayload(raw []byte) (Payload, error) {
 	p.Fields = fields
 	cls, ok := fields["class"]
 	if !ok {
-		return p, &PayloadError{Reason: `no "class" field`}
+		return p, &PayloadError{Reason: `no "class" field`, Err: ErrNoClass}
 	}
 	if err := json.Unmarshal(cls, &p.Class); err != nil {
-		return p, &PayloadError{Reason: `"class" is not a string`}
+		return p, &PayloadError{Reason: `"class" is not a string`, Err: ErrNoClass}
 	}
 	if p.Class == "" {
-		return p, &PayloadError{Reason: `"class" is empty`}
+		return p, &PayloadError{Reason: `"class" is empty`, Err: ErrNoClass}
 	}
 	p.Args = json.RawMessage("[]")
 	if a, ok := fields["args"]; ok && !bytes.Equal(bytes.TrimSpace(a), []byte("null")) {

@@ -227,6 +227,8 @@ type WorkerID struct {
 	PID    int
 	PIDStr string
 	Queues []string
+	// Slot is resq's slot number from a "host:pid:queues:N" id (0 if none).
+	Slot int
 }
 
 // ParseWorkerID parses ids of Ruby ("h:1:a,b"), node ("h:1+2:a") and goworker
@@ -245,8 +247,14 @@ func ParseWorkerID(id string) (WorkerID, bool) {
 		}
 	}
 	w.PID, _ = strconv.Atoi(digits)
-	if parts[2] != "" {
-		w.Queues = strings.Split(parts[2], ",")
+	rest := parts[2]
+	if i := strings.LastIndexByte(rest, ':'); i > 0 {
+		if n, err := strconv.Atoi(rest[i+1:]); err == nil && n > 0 && !strings.HasPrefix(rest[i+1:], "0") {
+			w.Slot, rest = n, rest[:i]
+		}
+	}
+	if rest != "" {
+		w.Queues = strings.Split(rest, ",")
 	}
 	return w, true
 }

@@ -330,7 +330,9 @@ func TestParseWorkerID(t *testing.T) {
 		{"h:77-poller:a,b", wire.WorkerID{Host: "h", PID: 77, PIDStr: "77-poller", Queues: []string{"a", "b"}}, true},
 		// queue names with ':' stay whole; resq's multi-slot suffix lands in the last queue
 		{"h:1:queue:foo:bar,b", wire.WorkerID{Host: "h", PID: 1, PIDStr: "1", Queues: []string{"queue:foo:bar", "b"}}, true},
-		{"web1:4242:file_serve,warm_cache:3", wire.WorkerID{Host: "web1", PID: 4242, PIDStr: "4242", Queues: []string{"file_serve", "warm_cache:3"}}, true},
+		// resq's slot suffix: Ruby's display parser would show the last queue as "warm_cache:3".
+		{"web1:4242:file_serve,warm_cache:3", wire.WorkerID{Host: "web1", PID: 4242, PIDStr: "4242", Queues: []string{"file_serve", "warm_cache"}, Slot: 3}, true},
+		{"web1:4242:ns:queue", wire.WorkerID{Host: "web1", PID: 4242, PIDStr: "4242", Queues: []string{"ns:queue"}}, true},
 		// odd pids
 		{"h:abc:q", wire.WorkerID{Host: "h", PID: 0, PIDStr: "abc", Queues: []string{"q"}}, true},
 		{"h::q", wire.WorkerID{Host: "h", PIDStr: "", Queues: []string{"q"}}, true},

@@ -11,7 +11,10 @@ import "github.com/redis/go-redis/v9"
 // ARGV[1] = m, ARGV[2] = the payload size limit in bytes, ARGV[2+j] = the
 // record prefix for queue j (RecordPrefix).
 // Returns -1 when all workers are paused, else a flat array of
-// (queue index, slot index, payload) triples. A payload over the size limit
+// (queue index, slot index, payload, stored-as-is) quadruples. A payload
+// that is not a JSON object (checked with cjson, so "{oops}" is caught) is
+// stored in the record as a JSON string, so Ruby's tools can always parse
+// the record. A payload over the size limit
 // is not returned: its place holds {size, first 1 KiB, sha1 hex}, so a
 // hostile 16 MiB job never reaches the worker's memory.
 //
@@ -38,19 +41,36 @@ for i = 1, n do
   if not job then break end
   local body = job
   local ret = job
+  local asis = 1
   if #job > limit then
     local head = string.sub(job, 1, 1024)
     ret = {#job, head, redis.sha1hex(job)}
     body = cjson.encode(head)
-  elseif not (string.byte(job, 1) == 123 and string.byte(job, -1) == 125) then
+    asis = 0
+  elseif not (string.find(job, '^%s*{') and string.find(job, '}%s*$') and pcall(cjson.decode, job)) then
     body = cjson.encode(job)
+    asis = 0
   end
   redis.call('SET', KEYS[1 + m + i], ARGV[2 + q] .. body .. '}')
   out[#out + 1] = q
   out[#out + 1] = i
   out[#out + 1] = ret
+  out[#out + 1] = asis
 end
 return out
+`)
+
+// requeueScript puts a job that was interrupted by a fast stop back at the
+// head of its queue, if the slot's record still exists (a dead-worker
+// recoverer that got there first deletes it in the same step as its own
+// requeue, so the job is never pushed twice).
+// KEYS: worker:<id>, queue:<q>, queues. ARGV: payload, queue.
+var requeueScript = redis.NewScript(`
+if not redis.call('GET', KEYS[1]) then return 0 end
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
 `)
 
 // recoverScript acts on a dead worker's in-flight job only if worker:<id>
@@ -78,16 +98,5 @@ end
 redis.call('SREM', KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[1], KEYS[4], KEYS[6], KEYS[7])
 redis.call('HDEL', KEYS[5], ARGV[3])
-return 1
-`)
-
-// requeueScript puts a job that was interrupted by a fast stop back at the
-// head of its queue, if the slot's record is still the one it wrote.
-// KEYS: worker:<id>, queue:<q>, queues. ARGV: expected record, payload, queue.
-var requeueScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[1])
 return 1
 `)

@@ -73,6 +73,9 @@ type Fetched struct {
 	// Oversize is set when the payload was over the size limit; Raw then
 	// holds its first KiB only.
 	Oversize *Oversize
+	// storedAsIs is set when the record embeds Raw itself (a JSON object);
+	// otherwise the record holds it as a JSON string.
+	storedAsIs bool
 }
 
 // Oversize describes a payload refused for its size.
@@ -97,7 +100,7 @@ func OversizePayloadObject(head []byte, o Oversize) json.RawMessage {
 // when the payload was not a JSON object (the script then stored it as a JSON
 // string).
 func (f Fetched) Record() []byte {
-	if f.Oversize != nil || len(f.Raw) == 0 || f.Raw[0] != '{' || f.Raw[len(f.Raw)-1] != '}' {
+	if !f.storedAsIs {
 		return nil
 	}
 	return EncodeWorkingOn(WorkingOn{Queue: f.Queue, RunAt: f.RunAt, Payload: f.Raw})
@@ -144,13 +147,14 @@ func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, 
 		return nil, nil
 	case []any:
 		out := make([]Fetched, 0, len(r)/3)
-		for i := 0; i+2 < len(r); i += 3 {
+		for i := 0; i+3 < len(r); i += 4 {
 			qi, _ := r[i].(int64)
 			si, _ := r[i+1].(int64)
 			if qi < 1 || int(qi) > len(queues) || si < 1 || int(si) > len(workerIDs) {
 				return out, fmt.Errorf("fetch script returned an out-of-range index (%d, %d)", qi, si)
 			}
-			f := Fetched{Slot: int(si) - 1, Queue: queues[qi-1], RunAt: runAt}
+			asis, _ := r[i+3].(int64)
+			f := Fetched{Slot: int(si) - 1, Queue: queues[qi-1], RunAt: runAt, storedAsIs: asis == 1}
 			switch v := r[i+2].(type) {
 			case string:
 				f.Raw = []byte(v)
@@ -307,12 +311,12 @@ func (s *Store) JobCounts(ctx context.Context) ([]JobCount, error) {
 }
 
 // Requeue puts an interrupted job back at the head of its queue and clears the
-// slot's record, if the record is still the one the slot wrote (record, as
-// returned in Fetched.Record).
-func (s *Store) Requeue(ctx context.Context, workerID, queue string, record, payload []byte) (bool, error) {
+// slot's record, if the slot's record still exists (a recoverer may have
+// requeued it already).
+func (s *Store) Requeue(ctx context.Context, workerID, queue string, payload []byte) (bool, error) {
 	n, err := requeueScript.Run(ctx, s.rdb,
 		[]string{s.Keys.Worker(workerID), s.Keys.Queue(queue), s.Keys.Queues()},
-		record, payload, queue).Int64()
+		payload, queue).Int64()
 	return n == 1, err
 }
 

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/isolate"
+)
+
+// processTitle goes into the worker's command line: Ruby Resque workers on
+// the same host prune registered workers whose process does not look like
+// "resque-<digit>…" (spec §4.15).
+const processTitle = "resque-3.0.0:resq-work"
+
+const workHelp = `
+Run a worker. Each --exec CLASS=PATH registers an external program as the
+handler of jobs of class CLASS: it is run directly (never through a shell)
+with the job's args (a JSON array) on stdin and RESQ_JOB_CLASS,
+RESQ_JOB_QUEUE and RESQ_JOB_ID in its environment. Exit status 0 is success;
+any other exit is a failure whose error is the tail of its stderr. Jobs of
+any other class become failures (Resq::UnknownJobClass) and never run.
+
+Go programs register typed handlers with the resq library instead.
+
+Signals (as Ruby Resque): QUIT finishes running jobs, then exits 0; TERM and
+INT stop at once (running jobs are requeued) and exit 0; a second TERM or
+INT while stopping exits 1 at once (the next worker recovers the jobs);
+USR2 pauses fetching; CONT resumes.
+
+Example:
+  resq work --queues critical,default --concurrency 4 \
+    --exec ResizeImage=/usr/local/bin/resize-image --timeout 30s`
+
+// execSpec is one --exec CLASS=PATH.
+type execSpec struct{ class, path string }
+
+func (c *cli) cmdWork(ctx context.Context, args []string) error {
+	fs := c.newFlags("work", workHelp).args(0, 0, "")
+	queuesDefault := c.env["QUEUES"]
+	if queuesDefault == "" {
+		queuesDefault = c.env["QUEUE"]
+	}
+	var (
+		queues      string
+		concurrency int
+		execs       []string
+		timeout     time.Duration
+		memory      int64
+		cpu         time.Duration
+		maxProcs    int
+		maxOutput   int64
+		deadJobs    resq.DeadJobPolicy
+		poll        time.Duration
+		stopTimeout time.Duration
+	)
+	pollDefault := resq.DefaultPollInterval
+	if v := c.env["INTERVAL"]; v != "" {
+		d, err := parseDuration(v)
+		if err != nil {
+			return usagef("work", "INTERVAL=%s: %v", v, err)
+		}
+		pollDefault = d
+	}
+	fs.StringVar(&queues, "queues", queuesDefault, "`QUEUES` to work, in priority order: comma-separated names, globs (*, mail_*) and exclusions (!low) (env QUEUES or QUEUE)")
+	fs.IntVar(&concurrency, "concurrency", resq.DefaultConcurrency, "`N` jobs at once; each slot registers as one Resque worker")
+	fs.Var(stringsValue{&execs}, "exec", "run the executable at PATH for jobs of CLASS, given as `CLASS=PATH` (repeatable)")
+	newDuration(fs.FlagSet, &timeout, "timeout", 0, "kill a job's process after `D` (e.g. 30s; a bare number is seconds) and record a failure (default 30m)")
+	newSize(fs.FlagSet, &memory, "memory", 0, "memory limit per job process (`SIZE`, e.g. 256MiB): not supported yet, refused")
+	newDuration(fs.FlagSet, &cpu, "cpu", 0, "CPU-time limit per job process (`D`): not supported yet, refused")
+	fs.IntVar(&maxProcs, "max-procs", 0, "process limit per job (`N`): not supported yet, refused")
+	newSize(fs.FlagSet, &maxOutput, "max-output", 0, "bytes of a job's stdout and of its stderr to keep (`SIZE`, e.g. 64KiB; default 64KiB)")
+	fs.Var(deadJobsValue{&deadJobs}, "dead-jobs", "what happens to the job of a dead worker found at start-up: `requeue|fail` (fail records Resque::DirtyExit, as Ruby does)")
+	newDuration(fs.FlagSet, &poll, "poll", pollDefault, "longest wait `D` between polls of empty queues (env INTERVAL, seconds)")
+	newDuration(fs.FlagSet, &stopTimeout, "stop-timeout", resq.DefaultStopTimeout, "after TERM/INT, how long (`D`) running jobs get before they are requeued")
+	if _, err := fs.parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, name := range []string{"memory", "cpu", "max-procs"} {
+		if set[name] {
+			return usagef("work", "--%s is not supported yet (child-process limits arrive with isolation, see issue 4)", name)
+		}
+	}
+	if queues == "" {
+		return usagef("work", "no queues to work: give --queues (e.g. --queues critical,default or --queues '*') or set QUEUES")
+	}
+	if concurrency < 1 {
+		return usagef("work", "--concurrency must be at least 1")
+	}
+	if maxOutput > math.MaxInt32 {
+		return usagef("work", "--max-output %s is too large", formatSize(maxOutput))
+	}
+	if len(execs) == 0 {
+		return usagef("work", "resq work needs at least one --exec CLASS=PATH (Go programs register handlers with the resq library)")
+	}
+	specs, err := parseExecs(execs)
+	if err != nil {
+		return err
+	}
+
+	if c.env["RESQ_NO_TITLE"] != "1" {
+		// Re-executes this binary in place (same pid) so that the command
+		// line holds "resque-3.0.0"; returns nil when that is already so.
+		if err := isolate.EnsureProcessTitle(processTitle); err != nil {
+			c.logger.Warn("could not set the process title; Ruby workers on this host may prune this worker", "error", err)
+		}
+	}
+
+	conn, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	paths := map[string]string{}
+	for _, s := range specs {
+		paths[s.class] = s.path
+	}
+	w, err := resq.NewWorker(conn, resq.WorkerConfig{
+		Queues:       []string{queues},
+		Concurrency:  concurrency,
+		PollInterval: poll,
+		StopTimeout:  stopTimeout,
+		DeadJobs:     deadJobs,
+		Middleware:   []resq.Middleware{statedTimeout(timeout, paths)},
+		Logger:       c.logger,
+	})
+	if err != nil {
+		return usagef("work", "%v", err)
+	}
+	classes := make([]string, 0, len(specs))
+	for _, s := range specs {
+		w.HandleCommand(s.class, resq.Command{Path: s.path, Timeout: timeout, MaxOutput: int(maxOutput)})
+		classes = append(classes, s.class)
+	}
+	attrs := []any{"redis", conn.String(), "workers", len(w.IDs()), "queues", queues,
+		"handlers", strings.Join(classes, ","), "dead_jobs", deadJobsValue{&deadJobs}.String()}
+	if timeout > 0 {
+		attrs = append(attrs, "timeout", timeout)
+	}
+	c.logger.Info("resq work starting", attrs...)
+	return c.runWorker(ctx, w)
+}
+
+// runWorker runs w until it stops, acting on signals as Ruby Resque does.
+func (c *cli) runWorker(ctx context.Context, w *resq.Worker) error {
+	sigs, stopSigs := c.sys.Signals(workerSignals()...)
+	defer stopSigs()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	stopping := false
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("worker: %w", err)
+			}
+			return nil
+		case sig := <-sigs:
+			switch {
+			case sig == sigQuit:
+				c.logger.Info("QUIT received: finishing running jobs, then exiting")
+				go w.Shutdown(context.WithoutCancel(ctx)) // Run returning ends the loop
+			case isFastStop(sig) && stopping:
+				c.logger.Warn("second stop signal: exiting now; jobs still running will be recovered by the next worker", "signal", sig.String())
+				return exitCode(exitFailure)
+			case isFastStop(sig):
+				stopping = true
+				c.logger.Info("stopping: running jobs are cancelled and requeued; send the signal again to exit at once", "signal", sig.String())
+				cancelRun()
+			case sig == sigUSR2:
+				c.logger.Info("USR2 received: paused; no new jobs are taken until CONT")
+				w.Pause()
+			case sig == sigCont:
+				c.logger.Info("CONT received: resumed")
+				w.Resume()
+			}
+		}
+	}
+}
+
+// parseExecs checks every --exec CLASS=PATH: PATH must be an executable
+// file; it is made absolute so that no $PATH search ever happens.
+func parseExecs(execs []string) ([]execSpec, error) {
+	seen := map[string]bool{}
+	var out []execSpec
+	for _, e := range execs {
+		class, path, ok := strings.Cut(e, "=")
+		class, path = strings.TrimSpace(class), strings.TrimSpace(path)
+		if !ok || class == "" || path == "" {
+			return nil, usagef("work", "--exec %q: want CLASS=PATH, e.g. --exec ResizeImage=/usr/local/bin/resize-image", e)
+		}
+		if seen[class] {
+			return nil, usagef("work", "--exec: class %s is given twice", class)
+		}
+		seen[class] = true
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, usagef("work", "--exec %s=%s: %v", class, path, err)
+		}
+		st, err := os.Stat(abs)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, usagef("work", "--exec %s=%s: %s does not exist (PATH is a file path, run directly with no shell and no $PATH search)", class, path, abs)
+		case err != nil:
+			return nil, usagef("work", "--exec %s=%s: %v", class, path, err)
+		case st.IsDir():
+			return nil, usagef("work", "--exec %s=%s: %s is a directory, not a program", class, path, abs)
+		case st.Mode()&0o111 == 0:
+			return nil, usagef("work", "--exec %s=%s: %s is not executable (chmod +x %s)", class, path, abs, abs)
+		}
+		out = append(out, execSpec{class: class, path: abs})
+	}
+	return out, nil
+}
+
+// statedTimeout makes a command's timeout failure name the configured
+// limit. Workaround: resq's HandleCommand reports the job context's
+// remaining time instead ("timeout after 999.98ms" for --timeout 1s).
+func statedTimeout(timeout time.Duration, paths map[string]string) resq.Middleware {
+	if timeout <= 0 {
+		timeout = resq.DefaultJobTimeout
+	}
+	return func(next resq.HandlerFunc) resq.HandlerFunc {
+		return func(ctx context.Context, job *resq.Job) error {
+			err := next(ctx, job)
+			var je *resq.JobError
+			if errors.As(err, &je) && je.Name == resq.ExceptionTimeout && paths[job.Class] != "" {
+				return &resq.JobError{Name: je.Name, Err: fmt.Errorf("timeout after %s: %s killed", timeout, paths[job.Class]), Backtrace: je.Backtrace}
+			}
+			return err
+		}
+	}
+}
