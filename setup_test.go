@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/redistest"
 )
@@ -18,13 +20,27 @@ import (
 // One redis-server per test binary; each test gets its own database and
 // namespace.
 var (
-	pool      = redistest.NewPool(redistest.Options{})
-	nsCounter atomic.Int64
+	pool         = redistest.NewPool(redistest.Options{})
+	nsCounter    atomic.Int64
+	exampleRedis *redistest.Server // for the runnable examples
 )
 
 func TestMain(m *testing.M) {
+	var err error
+	exampleRedis, err = redistest.Launch(redistest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "examples need redis-server:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	exampleRedis.Close()
 	pool.Close()
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/resq-go/resq/internal/redistest.(*Server).spawn.func1")); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -684,3 +684,10 @@ func (p *Pool) Close() {
 		p.srv = nil
 	}
 }
+
+// Launch starts a private server outside any one test, for TestMain and
+// runnable examples; Close stops it and removes its directory.
+func Launch(o Options) (*Server, error) { return launch(o) }
+
+// Close kills a server started with Launch.
+func (s *Server) Close() { s.destroy() }
