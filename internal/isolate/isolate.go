@@ -200,3 +200,67 @@ func EnsureProcessTitle(marker string) error {
 	env := append(os.Environ(), "RESQ_TITLE_REEXEC=1")
 	return syscall.Exec(self, argv, env)
 }
+
+// Process is a started child that the caller signals and waits for (used by
+// the CLI's end-to-end tests and the demo).
+type Process struct {
+	cmd    *exec.Cmd
+	stdout *tailBuffer
+	stderr *tailBuffer
+	done   chan struct{}
+	err    error
+}
+
+// Start starts c without waiting. Env is added to the full environment of
+// this process (unlike Run, which starts from a minimal one). Output tails
+// are kept as in Run.
+func Start(c Command) (*Process, error) {
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = 1 << 20
+	}
+	cmd := exec.Command(c.Path, c.Args...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Stdin = bytes.NewReader(c.Stdin)
+	p := &Process{cmd: cmd, stdout: &tailBuffer{max: c.MaxOutput}, stderr: &tailBuffer{max: c.MaxOutput}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// Pid is the child's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig ("QUIT", "TERM", "INT", "KILL", "USR2", "CONT") to the
+// child.
+func (p *Process) Signal(sig string) error {
+	s, ok := map[string]syscall.Signal{"QUIT": syscall.SIGQUIT, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT,
+		"KILL": syscall.SIGKILL, "USR2": syscall.SIGUSR2, "CONT": syscall.SIGCONT}[sig]
+	if !ok {
+		return fmt.Errorf("unknown signal %q", sig)
+	}
+	return p.cmd.Process.Signal(s)
+}
+
+// Wait waits up to d for the child to exit and returns its exit code (-1
+// if killed by a signal), or an error on timeout.
+func (p *Process) Wait(d time.Duration) (int, error) {
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		return 0, fmt.Errorf("process %d still running after %s", p.Pid(), d)
+	}
+	return p.cmd.ProcessState.ExitCode(), nil
+}
+
+// Kill kills the child's whole process group and waits for it.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	<-p.done
+}
+
+// Output returns the tails of stdout and stderr so far.
+func (p *Process) Output() (stdout, stderr []byte) { return p.stdout.Bytes(), p.stderr.Bytes() }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/resq-go/resq/internal/isolate"
+)
+
+// These tests run the real resq binary as a separate process and signal it,
+// as an operator (or a crash) would.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// resqBinary builds cmd/resq once per test binary.
+func resqBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "resq-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "resq")
+		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		res, err := isolate.Run(context.Background(), isolate.Command{
+			Path: gobin, Args: []string{"build", "-o", binPath, "."},
+			Env:     []string{"GOCACHE=" + os.Getenv("GOCACHE"), "GOPATH=" + os.Getenv("GOPATH"), "GOFLAGS=" + os.Getenv("GOFLAGS"), "GOTOOLCHAIN=local"},
+			Timeout: 5 * time.Minute,
+		})
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("go build: %s", res.Stderr)
+		}
+		binErr = err
+	})
+	if binErr != nil {
+		t.Fatalf("building resq: %v", binErr)
+	}
+	return binPath
+}
+
+func (f *fixture) startBinary(args ...string) *isolate.Process {
+	f.t.Helper()
+	p, err := isolate.Start(isolate.Command{Path: resqBinary(f.t), Args: args, Env: f.env})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(p.Kill)
+	return p
+}
+
+// A worker killed with SIGKILL in the middle of a job leaves the job in its
+// in-flight record; the next worker on this host requeues it at once and
+// runs it. Nothing is lost, nothing runs twice to completion.
+func TestSIGKILLMidJobIsRecovered(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	marks := t.TempDir()
+	slow := script(t, t.TempDir(), "slow.sh", `id="$RESQ_JOB_ID"; touch "`+marks+`/started-$id"; sleep 30; touch "`+marks+`/done-$id"`)
+	fast := script(t, t.TempDir(), "fast.sh", `touch "`+marks+`/done-$RESQ_JOB_ID"`)
+	f.ok("enqueue", "--queue", "q", "Job", `[1]`)
+
+	p := f.startBinary("work", "--queues", "q", "--concurrency", "1", "--exec", "Job="+slow)
+	eventually(t, "job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 1 })
+	if v := f.srv.Do(t, "KEYS", f.key("worker:*")); !strings.Contains(v, ":q") {
+		t.Fatalf("no in-flight record while the job runs: %q", v)
+	}
+	if err := p.Signal("KILL"); err != nil {
+		t.Fatal(err)
+	}
+	p.Wait(10 * time.Second)
+	if n := f.srv.Do(t, "LLEN", f.key("queue:q")); n != "0" {
+		t.Fatalf("queue length %s right after the kill; the job should be in the dead worker's record", n)
+	}
+
+	p2 := f.startBinary("work", "--queues", "q", "--concurrency", "1", "--exec", "Job="+fast)
+	eventually(t, "recovered job done", func() bool { m, _ := filepath.Glob(marks + "/done-*"); return len(m) == 1 })
+	p2.Signal("QUIT")
+	if code, err := p2.Wait(10 * time.Second); err != nil || code != 0 {
+		out, errOut := p2.Output()
+		t.Fatalf("QUIT: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	var st struct {
+		Processed, Failed, Workers, Pending int64
+	}
+	f.okJSON(&st, "stats")
+	if st.Processed != 1 || st.Failed != 0 || st.Workers != 0 || st.Pending != 0 {
+		t.Fatalf("stats after recovery = %+v", st)
+	}
+}
+
+// QUIT lets the running job finish; TERM stops at once and requeues it.
+func TestQUITAndTERM(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	marks := t.TempDir()
+	job := script(t, t.TempDir(), "job.sh", `touch "`+marks+`/started-$RESQ_JOB_ID"; sleep 1; touch "`+marks+`/done-$RESQ_JOB_ID"`)
+
+	f.ok("enqueue", "--queue", "q", "Job")
+	p := f.startBinary("work", "--queues", "q", "--concurrency", "1", "--exec", "Job="+job)
+	eventually(t, "first job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 1 })
+	p.Signal("QUIT")
+	if code, err := p.Wait(15 * time.Second); err != nil || code != 0 {
+		t.Fatalf("QUIT: exit %d, %v", code, err)
+	}
+	if m, _ := filepath.Glob(marks + "/done-*"); len(m) != 1 {
+		t.Fatal("QUIT did not let the running job finish")
+	}
+
+	f.ok("enqueue", "--queue", "q", "Job")
+	p = f.startBinary("work", "--queues", "q", "--concurrency", "1", "--stop-timeout", "200ms", "--exec", "Job="+job)
+	eventually(t, "second job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 2 })
+	p.Signal("TERM")
+	if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
+		t.Fatalf("TERM: exit %d, %v", code, err)
+	}
+	if n := f.srv.Do(t, "LLEN", f.key("queue:q")); n != "1" {
+		t.Fatalf("after TERM the interrupted job should be back in the queue; LLEN = %s", n)
+	}
+	if v := f.srv.Do(t, "SCARD", f.key("workers")); v != "0" {
+		t.Fatalf("workers still registered after TERM: %s", v)
+	}
+}
