@@ -414,3 +414,56 @@ func TestRedisRestartDuringRun(t *testing.T) {
 		return st.Workers == 2
 	})
 }
+
+// An idle worker is woken by a job pushed to an empty queue through its
+// blocking pickup, not by polling: with an hour-long poll interval it still
+// runs the job.
+func TestBlockingPickupWakesIdleWorker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	w := newWorker(t, b, resq.WorkerConfig{Queues: []string{"hi", "lo"}, Concurrency: 2, PollInterval: time.Hour})
+	got := make(chan string, 4)
+	w.HandleFunc("Job", func(ctx context.Context, j *resq.Job) error { got <- j.Queue; return nil })
+	runWorker(t, w)
+	time.Sleep(200 * time.Millisecond) // the worker has polled, found nothing, and waits
+	for _, q := range []string{"lo", "hi"} {
+		if _, err := b.client.Enqueue(ctx, q, "Job"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case g := <-got:
+			if g != q {
+				t.Fatalf("ran a job from %s, want %s", g, q)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("idle worker did not pick up a job pushed to %s", q)
+		}
+	}
+	if v := b.srv.Do(t, "KEYS", b.key("resq:pickup:*")); v != "" {
+		t.Fatalf("pickup lists left: %s", v)
+	}
+}
+
+// Jobs parked in a dead worker's pickup list go back to the head of their
+// queue.
+func TestDeadWorkersPickupListIsReturned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	host, _ := os.Hostname()
+	dead := host + ":999998:q"
+	b.srv.Do(t, "SADD", b.key("workers"), dead)
+	b.srv.Do(t, "RPUSH", b.key("resq:pickup:"+host+":999998:q"), `{"class":"Job","args":["parked"]}`)
+	b.srv.Do(t, "RPUSH", b.key("queue:q"), `{"class":"Job","args":["queued"]}`)
+	res, err := b.admin.Prune(ctx, 0, resq.RequeueDeadJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requeued != 1 || len(res.Pruned) != 1 {
+		t.Fatalf("prune = %+v", res)
+	}
+	if v := b.srv.Do(t, "LRANGE", b.key("queue:q"), "0", "-1"); v != "{\"class\":\"Job\",\"args\":[\"parked\"]}\n{\"class\":\"Job\",\"args\":[\"queued\"]}" {
+		t.Fatalf("queue = %q", v)
+	}
+}

@@ -83,6 +83,10 @@ type WorkerConfig struct {
 	// finished within the window is refused as a replay. Retrying a failure
 	// from the admin API clears its id.
 	ReplayWindow time.Duration
+	// DisableBlockingPickup turns off the blocking pickup (BLMOVE, Redis
+	// 6.2+) that wakes an idle worker as soon as a job is pushed; the worker
+	// then only polls, backing off up to PollInterval.
+	DisableBlockingPickup bool
 	// OnJobDone, if set, is called after every job with its outcome (for
 	// metrics). It runs on the job's slot and must be quick.
 	OnJobDone func(JobEvent)

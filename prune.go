@@ -49,6 +49,7 @@ func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, erro
 	if o.logger == nil {
 		o.logger = c.logger
 	}
+	returned := map[string]bool{}
 	for _, st := range states {
 		if o.own[st.ID] {
 			continue
@@ -67,6 +68,15 @@ func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, erro
 		}
 		if !dead {
 			continue
+		}
+		if owner := id.Host + ":" + id.PIDStr; ok && !returned[owner] {
+			returned[owner] = true
+			if n, err := c.store.ReturnPickups(ctx, owner); err != nil {
+				return res, fmt.Errorf("return picked-up jobs of dead worker %s: %w", owner, err)
+			} else if n > 0 {
+				res.Requeued += n
+				o.logger.Info("returned a dead worker's picked-up jobs to their queues", "owner", owner, "jobs", n)
+			}
 		}
 		outcome, err := c.recoverWorker(ctx, st, expired, o.policy, now)
 		if err != nil {

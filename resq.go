@@ -58,8 +58,8 @@ type ConnConfig struct {
 	// Namespace prefixes every key, as Ruby's redis-namespace does. Default
 	// "resque".
 	Namespace string
-	// PoolSize is the maximum number of connections. Default: go-redis's
-	// default (10 per CPU); a Worker raises it to fit its concurrency.
+	// PoolSize is the maximum number of connections. Default 64 (a Worker's
+	// blocking pickups hold up to 16).
 	PoolSize int
 	// Logger receives connection-level messages. Default slog.Default().
 	Logger *slog.Logger
@@ -90,6 +90,7 @@ func Open(cfg ConnConfig) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis URL %q: %w (expected redis://[user:password@]host:port/db or rediss://…)", redactURL(cfg.URL), err)
 	}
+	opt.PoolSize = 64 // blocking pickups hold connections; see WorkerConfig
 	if cfg.PoolSize > 0 {
 		opt.PoolSize = cfg.PoolSize
 	}

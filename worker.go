@@ -38,9 +38,14 @@ type Worker struct {
 	paused  atomic.Bool
 	wake    chan struct{} // pokes the fetcher (resume, shutdown)
 	recheck chan struct{} // asks maintain to run now (after a Redis outage)
-	quit    chan struct{} // graceful shutdown requested
-	quitMu  sync.Once
-	stopped chan struct{} // closed when Run returns
+
+	owner      string                   // host:pid, owner of the pickup lists
+	wantPickup atomic.Bool              // a slot is idle and the queues were empty
+	pickSignal broadcast                // fired when wantPickup becomes true
+	pickQueues atomic.Pointer[[]string] // the resolved queues, for the pickers
+	quit       chan struct{}            // graceful shutdown requested
+	quitMu     sync.Once
+	stopped    chan struct{} // closed when Run returns
 }
 
 // NewWorker validates cfg and returns a Worker. Register handlers with Handle,
@@ -103,6 +108,11 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 		stopped:  make(chan struct{}),
 	}
 	w.ids = workerIDs(cfg.Hostname, cfg.PID, spec.idPart(), cfg.Concurrency)
+	w.owner = cfg.Hostname + ":" + strconv.Itoa(cfg.PID)
+	if !spec.dynamic {
+		qs := spec.include
+		w.pickQueues.Store(&qs)
+	}
 	w.limits = cfg.Limits.envelope()
 	if len(cfg.AllowUnsigned) > 0 {
 		w.unsigned, err = parseQueues(cfg.AllowUnsigned)
@@ -255,7 +265,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		}(slots[i])
 	}
 
+	pickCtx, pickCancel := context.WithCancel(ctx)
+	var pickWG sync.WaitGroup
+	if !w.cfg.DisableBlockingPickup {
+		pickWG.Add(1)
+		go func() { defer pickWG.Done(); w.pickers(pickCtx) }()
+	}
+
 	w.fetchLoop(ctx, slots, idle)
+	pickCancel()
+	pickWG.Wait()
 	for _, s := range slots {
 		close(s.jobs)
 	}
@@ -280,6 +299,11 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if n, err := w.store.ReturnPickups(uctx, w.owner); err != nil {
+		w.logger.Error("returning picked-up jobs failed; the next worker will recover them", "error", err)
+	} else if n > 0 {
+		w.logger.Info("returned picked-up jobs to their queues", "jobs", n)
+	}
 	if err := w.store.Unregister(uctx, w.ids); err != nil {
 		w.logger.Error("unregister failed; the ids stay registered until pruned", "error", err)
 	}
@@ -370,6 +394,7 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			}
 		}
 		if w.paused.Load() {
+			w.wantPickup.Store(false)
 			if !sleep(w.cfg.PollInterval) {
 				return
 			}
@@ -389,6 +414,7 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 				continue
 			}
 			queues, resolvedAt = w.spec.resolve(known), time.Now()
+			w.pickQueues.Store(&queues)
 		} else if !w.spec.dynamic {
 			queues = w.spec.include
 		}
@@ -396,9 +422,10 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 		for i, si := range batch {
 			ids[i] = slots[si].id
 		}
-		got, err := w.store.Fetch(ctx, queues, ids, time.Now(), w.limits.MaxBytes)
+		got, err := w.store.Fetch(ctx, queues, w.pickupOwner(), ids, time.Now(), w.limits.MaxBytes)
 		switch {
 		case errors.Is(err, wire.ErrPaused):
+			w.wantPickup.Store(false)
 			if !sleep(w.cfg.PollInterval) {
 				return
 			}
@@ -422,6 +449,14 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			case w.recheck <- struct{}{}:
 			default:
 			}
+		}
+		// Blocking pickers wait on the queues only while a slot is idle and
+		// the queues are empty.
+		if len(got) < len(batch) {
+			w.wantPickup.Store(true)
+			w.pickSignal.fire()
+		} else {
+			w.wantPickup.Store(false)
 		}
 		if len(got) == 0 {
 			if !sleep(backoff) {
@@ -826,3 +861,123 @@ const ProcessTitle = "resque-3.0.0:resq-work"
 // call this first thing in main when Ruby workers share the host. It returns
 // nil at once if the title is already set.
 func EnsureProcessTitle() error { return isolate.EnsureProcessTitle(ProcessTitle) }
+
+// pickupOwner is the owner of this worker's pickup lists, or "" when
+// blocking pickup is off.
+func (w *Worker) pickupOwner() string {
+	if w.cfg.DisableBlockingPickup {
+		return ""
+	}
+	return w.owner
+}
+
+// maxPickers bounds the blocking connections one worker holds.
+const maxPickers = 16
+
+// pickers runs one blocking pickup per queue (up to maxPickers) while a slot
+// is idle and the queues are empty: a job pushed to an empty queue is moved
+// at once (BLMOVE) into this process's pickup list and the fetcher is woken,
+// so idle pickup latency does not depend on the poll interval. The pickup
+// list is in Redis, so a job is never only in memory.
+func (w *Worker) pickers(ctx context.Context) {
+	running := map[string]context.CancelFunc{}
+	var wg sync.WaitGroup
+	defer func() {
+		for _, c := range running {
+			c()
+		}
+		wg.Wait()
+	}()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		want := map[string]bool{}
+		if qs := w.pickQueues.Load(); qs != nil {
+			for i, q := range *qs {
+				if i >= maxPickers {
+					break
+				}
+				want[q] = true
+			}
+		}
+		for q, c := range running {
+			if !want[q] {
+				c()
+				delete(running, q)
+			}
+		}
+		for q := range want {
+			if running[q] == nil {
+				pctx, c := context.WithCancel(ctx)
+				running[q] = c
+				wg.Add(1)
+				go func() { defer wg.Done(); w.pick(pctx, q) }()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) pick(ctx context.Context, queue string) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if !w.wantPickup.Load() || w.paused.Load() {
+			wait := w.pickSignal.wait()
+			if w.wantPickup.Load() && !w.paused.Load() {
+				continue
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-wait:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		moved, err := w.store.BlockingPickup(ctx, w.owner, queue, time.Second)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		case moved:
+			backoff = 100 * time.Millisecond
+			w.wantPickup.Store(false) // the fetcher decides again
+			w.poke()
+		}
+	}
+}
+
+// broadcast wakes every goroutine waiting on it.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+func (b *broadcast) fire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}

@@ -252,10 +252,10 @@ func TestNodeReadsResqState(t *testing.T) {
 	stop()
 
 	out := p.run("remove-failed.js", "--index", "0")
-	if !strings.Contains(strings.Join(out, " "), "1") {
+	if !strings.Contains(strings.Join(out, " "), `"removed":1`) {
 		t.Fatalf("node removeFailed output %v", out)
 	}
 	if n, _ := admin.FailureCount(ctx); n != 0 {
-		t.Fatalf("node could not remove resq's failure record byte-for-byte; %d left", n)
+		t.Fatalf("node could not remove resq's failure record byte-for-byte; %d left\n%s", n, strings.Join(out, "\n"))
 	}
 }

@@ -64,3 +64,7 @@ func (k Keys) Seen(id string) string { return k.resq("seen:" + id) }
 
 // SecretFields maps job classes to the names of their secret argument fields.
 func (k Keys) SecretFields() string { return k.resq("secret_fields") }
+
+// Pickup is the list where a blocking pickup of process owner ("host:pid")
+// parks a job taken from queue until a slot records it.
+func (k Keys) Pickup(owner, queue string) string { return k.resq("pickup:" + owner + ":" + queue) }

@@ -125,12 +125,25 @@ type NewPayload struct {
 	Extra      []Field
 }
 
-// EnqueuedAtText is the exact text Encode writes for an enqueue time
-// (seconds with three decimals); signatures cover it.
+// EnqueuedAtText is the exact text Encode writes for an enqueue time: Unix
+// seconds with up to three decimals, trailing zeros dropped, which is how
+// JavaScript's JSON.stringify and Ruby's JSON write the same number (so
+// node-resque's byte-exact removeFailed matches). Signatures cover it.
 func EnqueuedAtText(t time.Time) string {
 	ms := t.UnixMilli()
-	frac := ms % 1000
-	return strconv.FormatInt(ms/1000, 10) + "." + string([]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)})
+	sec, frac := ms/1000, ms%1000
+	if frac < 0 {
+		sec, frac = sec-1, frac+1000
+	}
+	s := strconv.FormatInt(sec, 10)
+	if frac == 0 {
+		return s
+	}
+	d := []byte{'.', byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	for d[len(d)-1] == '0' {
+		d = d[:len(d)-1]
+	}
+	return s + string(d)
 }
 
 // Field is one extra top-level payload field with an encoded value.

@@ -111,26 +111,38 @@ var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
 
 // Fetch pops up to len(workerIDs) jobs from queues (in priority order) and
 // records each one at worker:<id> of the slot that takes it, atomically.
+// When pickupOwner is set, that process's pickup lists (jobs a blocking
+// pickup moved out of the queues, see BlockingPickup) are drained after the
+// queues themselves.
 //
 // A payload larger than maxBytes is not transferred: its Fetched has
 // Oversize set and Raw holds only its first KiB.
-func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, now time.Time, maxBytes int) ([]Fetched, error) {
+func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, workerIDs []string, now time.Time, maxBytes int) ([]Fetched, error) {
 	if len(queues) == 0 || len(workerIDs) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, 0, 1+len(queues)+len(workerIDs))
+	sources := len(queues)
+	if pickupOwner != "" {
+		sources *= 2
+	}
+	keys := make([]string, 0, 1+sources+len(workerIDs))
 	keys = append(keys, s.Keys.PauseAll())
 	for _, q := range queues {
 		keys = append(keys, s.Keys.Queue(q))
+	}
+	if pickupOwner != "" {
+		for _, q := range queues {
+			keys = append(keys, s.Keys.Pickup(pickupOwner, q))
+		}
 	}
 	for _, id := range workerIDs {
 		keys = append(keys, s.Keys.Worker(id))
 	}
 	runAt := RunAt(now)
-	args := make([]any, 0, 2+len(queues))
-	args = append(args, len(queues), maxBytes)
-	for _, q := range queues {
-		args = append(args, RecordPrefix(q, runAt))
+	args := make([]any, 0, 2+sources)
+	args = append(args, sources, maxBytes)
+	for i := 0; i < sources; i++ {
+		args = append(args, RecordPrefix(queues[i%len(queues)], runAt))
 	}
 	v, err := fetchScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
@@ -150,9 +162,10 @@ func (s *Store) Fetch(ctx context.Context, queues []string, workerIDs []string, 
 		for i := 0; i+3 < len(r); i += 4 {
 			qi, _ := r[i].(int64)
 			si, _ := r[i+1].(int64)
-			if qi < 1 || int(qi) > len(queues) || si < 1 || int(si) > len(workerIDs) {
+			if qi < 1 || int(qi) > sources || si < 1 || int(si) > len(workerIDs) {
 				return out, fmt.Errorf("fetch script returned an out-of-range index (%d, %d)", qi, si)
 			}
+			qi = (qi-1)%int64(len(queues)) + 1
 			asis, _ := r[i+3].(int64)
 			f := Fetched{Slot: int(si) - 1, Queue: queues[qi-1], RunAt: runAt, storedAsIs: asis == 1}
 			switch v := r[i+2].(type) {
@@ -529,4 +542,60 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// BlockingPickup waits up to timeout for a job in queue and moves it,
+// atomically, to the tail of owner's pickup list for that queue (BLMOVE), from
+// where the next Fetch takes it into a slot's record. It reports whether a
+// job was moved. The job is in Redis all the time: if owner dies, its pickup
+// lists are returned to their queues by ReturnPickups.
+func (s *Store) BlockingPickup(ctx context.Context, owner, queue string, timeout time.Duration) (bool, error) {
+	err := s.rdb.BLMove(ctx, s.Keys.Queue(queue), s.Keys.Pickup(owner, queue), "LEFT", "RIGHT", timeout).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ReturnPickups moves every job in owner's pickup lists back to the head of
+// its queue, in order. It returns the number of jobs moved.
+func (s *Store) ReturnPickups(ctx context.Context, owner string) (int, error) {
+	prefix := s.Keys.Pickup(owner, "")
+	iter := s.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 100).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return 0, err
+	}
+	moved := 0
+	for _, k := range keys {
+		q := strings.TrimPrefix(k, prefix)
+		for {
+			err := s.rdb.LMove(ctx, k, s.Keys.Queue(q), "RIGHT", "LEFT").Err()
+			if errors.Is(err, redis.Nil) {
+				break
+			}
+			if err != nil {
+				return moved, err
+			}
+			moved++
+		}
+		if err := s.rdb.SAdd(ctx, s.Keys.Queues(), q).Err(); err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

@@ -52,7 +52,7 @@ func TestFetchTV03(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:file_serve", archivePayload)
-	got, err := s.Fetch(bg, []string{"file_serve", "warm_cache"}, []string{W}, specInstant.Add(300*time.Millisecond), maxPayload)
+	got, err := s.Fetch(bg, []string{"file_serve", "warm_cache"}, "", []string{W}, specInstant.Add(300*time.Millisecond), maxPayload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,17 +71,17 @@ func TestFetchTV03(t *testing.T) {
 	expect(t, srv, "resque:worker:"+W, "KEYS", "*")
 
 	// Empty queues: nothing, no record written for the idle slot.
-	got, err = s.Fetch(bg, []string{"file_serve", "warm_cache"}, []string{"web1:4242:other"}, specInstant, maxPayload)
+	got, err = s.Fetch(bg, []string{"file_serve", "warm_cache"}, "", []string{"web1:4242:other"}, specInstant, maxPayload)
 	if err != nil || len(got) != 0 {
 		t.Errorf("Fetch of empty queues = %+v, %v", got, err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:web1:4242:other")
 
 	// Nothing to do without queues or slots.
-	if got, err := s.Fetch(bg, nil, []string{W}, specInstant, maxPayload); err != nil || got != nil {
+	if got, err := s.Fetch(bg, nil, "", []string{W}, specInstant, maxPayload); err != nil || got != nil {
 		t.Errorf("Fetch with no queues = %+v, %v", got, err)
 	}
-	if got, err := s.Fetch(bg, []string{"file_serve"}, nil, specInstant, maxPayload); err != nil || got != nil {
+	if got, err := s.Fetch(bg, []string{"file_serve"}, "", nil, specInstant, maxPayload); err != nil || got != nil {
 		t.Errorf("Fetch with no slots = %+v, %v", got, err)
 	}
 }
@@ -95,7 +95,7 @@ func TestFetchPriorityAndBatch(t *testing.T) {
 	srv.Do(t, "RPUSH", "resque:queue:high", job("high", 1))
 	srv.Do(t, "RPUSH", "resque:queue:low", job("low", 1), job("low", 2), job("low", 3))
 	ids := []string{"h:1:high,low:1", "h:1:high,low:2", "h:1:high,low:3"}
-	got, err := s.Fetch(bg, []string{"high", "empty", "low"}, ids, specInstant, maxPayload)
+	got, err := s.Fetch(bg, []string{"high", "empty", "low"}, "", ids, specInstant, maxPayload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestFetchPriorityAndBatch(t *testing.T) {
 
 	// More slots than jobs: the last job goes to the first slot, the rest stay idle.
 	more := []string{"h:1:high,low:4", "h:1:high,low:5"}
-	got, err = s.Fetch(bg, []string{"high", "low"}, more, specInstant, maxPayload)
+	got, err = s.Fetch(bg, []string{"high", "low"}, "", more, specInstant, maxPayload)
 	if err != nil || len(got) != 1 || got[0].Slot != 0 || string(got[0].Raw) != job("low", 3) {
 		t.Fatalf("second fetch = %+v, %v", got, err)
 	}
@@ -127,7 +127,7 @@ func TestFetchPriorityAndBatch(t *testing.T) {
 	// Reversed priority.
 	srv.Do(t, "RPUSH", "resque:queue:high", job("high", 2))
 	srv.Do(t, "RPUSH", "resque:queue:low", job("low", 4))
-	got, err = s.Fetch(bg, []string{"low", "high"}, []string{"x:1:a"}, specInstant, maxPayload)
+	got, err = s.Fetch(bg, []string{"low", "high"}, "", []string{"x:1:a"}, specInstant, maxPayload)
 	if err != nil || len(got) != 1 || got[0].Queue != "low" {
 		t.Fatalf("reversed fetch = %+v, %v", got, err)
 	}
@@ -141,7 +141,7 @@ func TestFetchPauseAllWorkers(t *testing.T) {
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
 	for _, v := range []string{"true", " TRUE ", "True", "\ttrue\n"} {
 		srv.Do(t, "SET", "resque:pause-all-workers", v)
-		got, err := s.Fetch(bg, []string{"q"}, []string{W}, specInstant, maxPayload)
+		got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
 		if !errors.Is(err, wire.ErrPaused) || len(got) != 0 {
 			t.Errorf("pause-all-workers=%q: Fetch = %+v, %v; want ErrPaused", v, got, err)
 		}
@@ -150,7 +150,7 @@ func TestFetchPauseAllWorkers(t *testing.T) {
 	}
 	for _, v := range []string{"1", "yes", "false", "", "truex"} {
 		srv.Do(t, "SET", "resque:pause-all-workers", v)
-		got, err := s.Fetch(bg, []string{"q"}, []string{W}, specInstant, maxPayload)
+		got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
 		if err != nil || len(got) != 1 {
 			t.Errorf("pause-all-workers=%q: Fetch = %+v, %v; want the job", v, got, err)
 		}
@@ -158,7 +158,7 @@ func TestFetchPauseAllWorkers(t *testing.T) {
 		srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
 	}
 	srv.Do(t, "DEL", "resque:pause-all-workers")
-	if got, err := s.Fetch(bg, []string{"q"}, []string{W}, specInstant, maxPayload); err != nil || len(got) != 1 {
+	if got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil || len(got) != 1 {
 		t.Errorf("after DEL: Fetch = %+v, %v", got, err)
 	}
 }
@@ -173,7 +173,7 @@ func TestFetchNonObjectPayload(t *testing.T) {
 		srv.Do(t, "RPUSH", "resque:queue:q", r)
 	}
 	for _, r := range raws {
-		got, err := s.Fetch(bg, []string{"q"}, []string{W}, specInstant, maxPayload)
+		got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("Fetch = %+v, %v", got, err)
 		}
@@ -207,7 +207,7 @@ func TestFetchRecordValidJSONForBraceGarbage(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:q", "{oops}")
-	got, err := s.Fetch(bg, []string{"q"}, []string{W}, specInstant, maxPayload)
+	got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
 	if err != nil || len(got) != 1 || string(got[0].Raw) != "{oops}" {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -228,7 +228,7 @@ func TestFetchWhitespaceWrappedObject(t *testing.T) {
 	s, srv := newStore(t)
 	raw := " {\"class\":\"Archive\",\"args\":[44,\"masterbrew\"]}\n"
 	srv.Do(t, "RPUSH", "resque:queue:q", raw)
-	got, err := s.Fetch(bg, []string{"q"}, []string{W}, specInstant, maxPayload)
+	got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
 	if err != nil || len(got) != 1 || string(got[0].Raw) != raw {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -253,7 +253,7 @@ func TestFetchOversize(t *testing.T) {
 	big := `{"class":"Big","args":["` + strings.Repeat("x", 3000) + `"]}`
 	srv.Do(t, "RPUSH", "resque:queue:q", big)
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
-	got, err := s.Fetch(bg, []string{"q"}, []string{"h:1:q:1", "h:1:q:2"}, specInstant, 2048)
+	got, err := s.Fetch(bg, []string{"q"}, "", []string{"h:1:q:1", "h:1:q:2"}, specInstant, 2048)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -803,7 +803,7 @@ func TestRequeue(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:file_serve", archivePayload)
-	got, err := s.Fetch(bg, []string{"file_serve"}, []string{W}, specInstant, maxPayload)
+	got, err := s.Fetch(bg, []string{"file_serve"}, "", []string{W}, specInstant, maxPayload)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}

@@ -1,0 +1,146 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// envelopeFields are the payload fields ReplaceEnvelope rewrites, in the
+// order Encode writes them.
+var envelopeFields = []string{"args", "enc", "kid", "sig"}
+
+// ReplaceEnvelope returns payload with its "args" value replaced by args and
+// its "enc", "kid" and "sig" fields set from env: rewritten where they are,
+// appended in Encode's order when missing, removed when env has no
+// ciphertext ("enc") or no signature ("kid", "sig"). Every other field keeps
+// its place and its exact bytes (class, id and enqueued_at are signed), so a
+// payload re-sealed under new keys differs only in its envelope. A payload
+// that repeats one of those four fields is refused.
+func ReplaceEnvelope(payload []byte, args json.RawMessage, env Envelope) ([]byte, error) {
+	args = bytes.TrimSpace(args)
+	if len(args) == 0 || args[0] != '[' || !json.Valid(args) {
+		return nil, errors.New("replace envelope: args must be a JSON array")
+	}
+	values := map[string]json.RawMessage{"args": args}
+	if e := env.Enc; e != nil {
+		values["enc"] = encodeEncrypted(e)
+	}
+	if env.Sig != nil {
+		values["kid"] = json.RawMessage(QuoteString(env.SigKID))
+		values["sig"] = json.RawMessage(`"` + base64.StdEncoding.EncodeToString(env.Sig) + `"`)
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("replace envelope: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("replace envelope: the payload is not a JSON object")
+	}
+	out := make([]byte, 0, len(payload)+len(args)+128)
+	out = append(out, '{')
+	seen := map[string]bool{}
+	n := 0
+	field := func(name string, v json.RawMessage) {
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, name)
+		out = append(out, ':')
+		out = append(out, v...)
+		n++
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("replace envelope: %w", err)
+		}
+		key, _ := kt.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("replace envelope: %w", err)
+		}
+		if !isEnvelopeField(key) {
+			field(key, v)
+			continue
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("replace envelope: the payload has two %q fields", key)
+		}
+		seen[key] = true
+		if nv, ok := values[key]; ok {
+			field(key, nv)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("replace envelope: %w", err)
+	}
+	for _, name := range envelopeFields {
+		if nv, ok := values[name]; ok && !seen[name] {
+			field(name, nv)
+		}
+	}
+	return append(out, '}'), nil
+}
+
+func isEnvelopeField(name string) bool {
+	for _, f := range envelopeFields {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// encodeEncrypted writes the "enc" object as Encode does.
+func encodeEncrypted(e *Encrypted) json.RawMessage {
+	b := []byte(`{"kid":`)
+	b = appendString(b, e.KID)
+	b = append(b, `,"nonce":"`...)
+	b = base64.StdEncoding.AppendEncode(b, e.Nonce)
+	b = append(b, `","ct":"`...)
+	b = base64.StdEncoding.AppendEncode(b, e.Data)
+	return append(b, `"}`...)
+}
+
+// ReplaceQueued replaces one queued job of queue whose bytes are exactly old
+// with updated, atomically: the element at index hint if it still holds old,
+// else the first element anywhere in the queue that does. It reports false
+// (and changes nothing) when no element holds old any more: a worker took
+// the job, or it was removed. Workers pop concurrently; an element is never
+// replaced unless its bytes are the ones the caller read.
+func (s *Store) ReplaceQueued(ctx context.Context, queue string, hint int64, old, updated []byte) (bool, error) {
+	return s.replaceInList(ctx, s.Keys.Queue(queue), hint, old, updated)
+}
+
+// ReplaceFailure replaces the failure record whose bytes are exactly old
+// with updated, as ReplaceQueued does for queued jobs.
+func (s *Store) ReplaceFailure(ctx context.Context, hint int64, old, updated []byte) (bool, error) {
+	return s.replaceInList(ctx, s.Keys.Failed(), hint, old, updated)
+}
+
+func (s *Store) replaceInList(ctx context.Context, key string, hint int64, old, updated []byte) (bool, error) {
+	n, err := replaceInListScript.Run(ctx, s.rdb, []string{key}, hint, old, updated).Int64()
+	return n == 1, err
+}
+
+// replaceInListScript is a compare-and-set on one list element by value:
+// LSET the element at the hinted index if it still equals ARGV[2], else
+// the first element equal to it (LPOS, Redis 6.0.6 or later), else nothing.
+// KEYS[1] = the list. ARGV = hint index, old bytes, new bytes.
+var replaceInListScript = redis.NewScript(`
+local i = tonumber(ARGV[1])
+if redis.call('LINDEX', KEYS[1], i) ~= ARGV[2] then
+  i = redis.call('LPOS', KEYS[1], ARGV[2])
+  if not i then return 0 end
+end
+redis.call('LSET', KEYS[1], i, ARGV[3])
+return 1
+`)
