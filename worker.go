@@ -39,11 +39,13 @@ type Worker struct {
 	wake    chan struct{} // pokes the fetcher (resume, shutdown)
 	recheck chan struct{} // asks maintain to run now (after a Redis outage)
 
-	owner      string                   // host:pid, owner of the pickup lists
-	wantPickup atomic.Bool              // a slot is idle and the queues were empty
-	pickSignal broadcast                // fired when wantPickup becomes true
-	pickQueues atomic.Pointer[[]string] // the resolved queues, for the pickers
-	quit       chan struct{}            // graceful shutdown requested
+	owner      string      // host:pid, owner of the pickup lists
+	wantPickup atomic.Bool // a slot is idle and the queues were empty
+	pickSignal broadcast   // fired when wantPickup becomes true
+	picksMu    sync.Mutex
+	picks      map[*context.CancelFunc]bool // blocking pickups in progress
+	pickQueues atomic.Pointer[[]string]     // the resolved queues, for the pickers
+	quit       chan struct{}                // graceful shutdown requested
 	quitMu     sync.Once
 	stopped    chan struct{} // closed when Run returns
 }
@@ -152,8 +154,17 @@ func (w *Worker) register(h *handlerEntry) {
 }
 
 // Pause stops taking new jobs (like USR2 for Ruby workers); running jobs
-// continue.
-func (w *Worker) Pause() { w.paused.Store(true); w.poke() }
+// continue. Blocking pickups in progress are cancelled.
+func (w *Worker) Pause() {
+	w.paused.Store(true)
+	w.wantPickup.Store(false)
+	w.picksMu.Lock()
+	for c := range w.picks {
+		(*c)()
+	}
+	w.picksMu.Unlock()
+	w.poke()
+}
 
 // Resume undoes Pause (like CONT).
 func (w *Worker) Resume() { w.paused.Store(false); w.poke() }
@@ -395,6 +406,13 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 		}
 		if w.paused.Load() {
 			w.wantPickup.Store(false)
+			if !w.cfg.DisableBlockingPickup {
+				// A pickup that won a job just before the pause gives it back,
+				// so a paused worker holds nothing but its running jobs.
+				if _, err := w.store.ReturnPickups(ctx, w.owner); err != nil && ctx.Err() == nil {
+					w.logger.Warn("returning picked-up jobs failed", "error", err)
+				}
+			}
 			if !sleep(w.cfg.PollInterval) {
 				return
 			}
@@ -938,7 +956,21 @@ func (w *Worker) pick(ctx context.Context, queue string) {
 			}
 			continue
 		}
-		moved, err := w.store.BlockingPickup(ctx, w.owner, queue, time.Second)
+		bctx, cancel := context.WithCancel(ctx)
+		w.picksMu.Lock()
+		if w.picks == nil {
+			w.picks = map[*context.CancelFunc]bool{}
+		}
+		w.picks[&cancel] = true
+		w.picksMu.Unlock()
+		moved, err := w.store.BlockingPickup(bctx, w.owner, queue, time.Second)
+		w.picksMu.Lock()
+		delete(w.picks, &cancel)
+		w.picksMu.Unlock()
+		cancel()
+		if err != nil && ctx.Err() == nil && bctx.Err() != nil {
+			continue // cancelled by Pause
+		}
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
