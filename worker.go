@@ -432,7 +432,8 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 				continue
 			}
 			queues, resolvedAt = w.spec.resolve(known), time.Now()
-			w.pickQueues.Store(&queues)
+			resolved := queues // a fresh variable: the pickers keep its address
+			w.pickQueues.Store(&resolved)
 		} else if !w.spec.dynamic {
 			queues = w.spec.include
 		}
