@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/web"
 )
 
 // demoNamespace keeps the demo's jobs away from real queues (a real
@@ -40,12 +43,16 @@ values) and then a summary. The classes:
 Jobs go to namespace "resq-demo" unless --namespace or RESQ_NAMESPACE is
 given, so a demo against a real Redis never touches your queues.
 
-By default the demo exits 0 once every sample job is done. With --duration D
-it keeps Redis and the worker running for D, enqueueing a few jobs a second,
-so you can run other resq commands against it; Ctrl-C stops it cleanly.
+The dashboard is served on --listen (default 127.0.0.1:5678, or a free port
+if that one is taken; loopback only, no login because nothing else can reach
+it). With the dashboard on, the demo keeps running after the sample jobs,
+enqueueing a few jobs a second, until Ctrl-C. With --listen "" it exits 0
+once every sample job is done; --duration D keeps it running for D either
+way. Ctrl-C stops it cleanly.
 
 Examples:
-  resq demo
+  resq demo                         # then open http://127.0.0.1:5678/
+  resq demo --listen "" --jobs 50   # run the sample jobs and exit
   resq demo --duration 5m
   REDIS_URL=redis://127.0.0.1:6379/0 resq demo`
 
@@ -103,7 +110,7 @@ func (c *cli) cmdDemo(ctx context.Context, args []string) error {
 	)
 	fs.IntVar(&jobs, "jobs", 24, "how many sample jobs (`N`) to enqueue; the last one is the refused DeleteEverything")
 	newDuration(fs.FlagSet, &duration, "duration", 0, "keep running for `D` after the sample jobs, enqueueing a few jobs a second (0: exit when they are done)")
-	fs.StringVar(&listen, "listen", "", "dashboard `ADDR`: not available yet (the dashboard arrives with 'resq web')")
+	fs.StringVar(&listen, "listen", web.DefaultListen, "dashboard `ADDR` (loopback only; \"\" turns the dashboard off)")
 	fs.StringVar(&redisListen, "redis-listen", "127.0.0.1:0", "`ADDR` of the embedded Redis (port 0: any free port); ignored with --redis")
 	if _, err := fs.parse(args); err != nil {
 		return err
@@ -111,9 +118,14 @@ func (c *cli) cmdDemo(ctx context.Context, args []string) error {
 	if jobs < 1 {
 		return usagef("demo", "--jobs must be at least 1")
 	}
+	durationSet := false
+	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
 	if listen != "" {
-		if err := dashboardAvailable(); err != nil {
-			return usagef("demo", "--listen %s: %v", listen, err)
+		if err := web.CheckListen(listen, web.Users{}); err != nil {
+			return usagef("demo", "--listen %s: %v (the demo dashboard has no login, so it only listens on loopback)", listen, err)
+		}
+		if !durationSet {
+			duration = forever
 		}
 	}
 	ns := c.g.namespace
@@ -149,13 +161,27 @@ func (c *cli) cmdDemo(ctx context.Context, args []string) error {
 	d := &demo{c: c, conn: conn, admin: resq.NewAdmin(conn), embedded: embedded, quiet: c.g.json,
 		classOf: map[string]string{}, counts: map[string]int{}}
 	d.client = resq.NewClient(conn, resq.ClientConfig{Logger: logger, Middleware: []resq.EnqueueMiddleware{d.remember}})
-	return d.run(ctx, jobs, duration, logger)
+	return d.run(ctx, jobs, duration, listen, logger)
 }
 
-// dashboardAvailable is the seam for the web dashboard: when it exists,
-// resq demo serves it on --listen next to the worker (see run).
-func dashboardAvailable() error {
-	return errors.New("the dashboard is not part of resq yet (it arrives with 'resq web'); run resq demo without --listen")
+// forever is the --duration of a demo that runs until Ctrl-C.
+const forever = time.Duration(1<<63 - 1)
+
+// listenDashboard listens on addr, or on a free loopback port when addr's
+// port is taken.
+func listenDashboard(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if ln2, err2 := net.Listen("tcp", net.JoinHostPort(host, "0")); err2 == nil {
+		return ln2, nil
+	}
+	return nil, err
 }
 
 type demo struct {
@@ -274,7 +300,7 @@ func (d *demo) enqueue(ctx context.Context, n int, withRefused bool) (map[string
 	return byClass, nil
 }
 
-func (d *demo) run(ctx context.Context, jobs int, duration time.Duration, logger *slog.Logger) error {
+func (d *demo) run(ctx context.Context, jobs int, duration time.Duration, listen string, logger *slog.Logger) error {
 	c := d.c
 	started := time.Now()
 	before, err := d.admin.Stats(ctx)
@@ -291,11 +317,12 @@ func (d *demo) run(ctx context.Context, jobs int, duration time.Duration, logger
 	}
 	d.printf("resq demo: using %s\n\n", where)
 
+	metrics := web.NewMetrics(d.conn)
 	w, err := resq.NewWorker(d.conn, resq.WorkerConfig{
 		Queues:       []string{"critical", "default", "low"},
 		Concurrency:  4,
 		PollInterval: 100 * time.Millisecond,
-		OnJobDone:    d.onJobDone,
+		OnJobDone:    func(ev resq.JobEvent) { metrics.ObserveJob(ev); d.onJobDone(ev) },
 		Logger:       logger,
 	})
 	if err != nil {
@@ -319,8 +346,21 @@ func (d *demo) run(ctx context.Context, jobs int, duration time.Duration, logger
 	defer cancelRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- w.Run(runCtx) }()
-	// The dashboard seam: once it exists, it starts here on --listen with
-	// d.admin, and stops with the worker.
+	if listen != "" {
+		h, err := web.New(d.conn, web.Config{Logger: logger, Metrics: metrics})
+		if err != nil {
+			return fmt.Errorf("demo: dashboard: %w", err)
+		}
+		ln, err := listenDashboard(listen)
+		if err != nil {
+			return fmt.Errorf("demo: dashboard: %w", err)
+		}
+		webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
+		webDone := make(chan error, 1)
+		go func() { webDone <- web.Serve(webCtx, ln, h) }()
+		defer func() { stopWeb(); <-webDone }()
+		d.printf("dashboard: http://%s/  (metrics: http://%s/metrics)\n\n", ln.Addr(), ln.Addr())
+	}
 
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -356,7 +396,11 @@ wait:
 
 	// Phase 2: keep running for --duration, a few new jobs a second.
 	if duration > 0 && !interrupted && !workerGone {
-		d.printf("\nall %d sample jobs are done. Keeping Redis and the worker running for %s (Ctrl-C stops).\n", jobs, duration)
+		if duration == forever {
+			d.printf("\nall %d sample jobs are done. Keeping Redis, the worker and the dashboard running (Ctrl-C stops).\n", jobs)
+		} else {
+			d.printf("\nall %d sample jobs are done. Keeping Redis and the worker running for %s (Ctrl-C stops).\n", jobs, duration)
+		}
 		if d.embedded {
 			d.printf("In another terminal, try:\n")
 		} else {

@@ -12,7 +12,7 @@ import (
 func TestDemoEmbeddedRedis(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	r := runWith([]string{"RESQ_NO_TITLE=1"}, "demo", "--jobs", "20")
+	r := runWith([]string{"RESQ_NO_TITLE=1"}, "demo", "--listen", "", "--jobs", "20")
 	if r.code != 0 {
 		t.Fatalf("demo: %v", r)
 	}
@@ -42,7 +42,7 @@ func TestDemoEmbeddedRedis(t *testing.T) {
 func TestDemoUsesGivenRedis(t *testing.T) {
 	t.Parallel()
 	srv := pool.Get(t)
-	r := runWith([]string{"REDIS_URL=" + srv.URL(), "RESQ_NO_TITLE=1"}, "demo", "--jobs", "8", "--json")
+	r := runWith([]string{"REDIS_URL=" + srv.URL(), "RESQ_NO_TITLE=1"}, "demo", "--listen", "", "--jobs", "8", "--json")
 	if r.code != 0 {
 		t.Fatalf("demo: %v", r)
 	}

@@ -158,7 +158,14 @@ func commands() []command {
 		{"workers", "", "list registered workers and what they are doing", (*cli).cmdWorkers},
 		{"prune", "[--stale D] [--dead-jobs requeue|fail]", "unregister dead workers and recover their jobs", (*cli).cmdPrune},
 		{"stats", "", "the numbers of Resque.info", (*cli).cmdStats},
-		{"demo", "[--jobs N] [--duration D]", "a working system in one command (embedded Redis by default)", (*cli).cmdDemo},
+		{"keys new", "--out FILE [--type ed25519|hmac-sha256] [--force]", "make a keyring: a signing and an encryption key (mode 0600)", (*cli).cmdKeysNew},
+		{"keys list", "--keyring FILE", "show a keyring's key ids, types and primaries (never secrets)", (*cli).cmdKeysList},
+		{"keys rotate", "--keyring FILE", "add new primary keys; old ones stay to verify and decrypt", (*cli).cmdKeysRotate},
+		{"keys public", "--keyring FILE --out FILE [--force]", "write the workers' keyring: Ed25519 public keys only", (*cli).cmdKeysPublic},
+		{"keys reencrypt", "--keyring FILE [--queue Q]…", "move queued and failed jobs onto the primary keys", (*cli).cmdKeysReencrypt},
+		{"keys retire", "--keyring FILE KEYID [--force]", "remove a key that no job in Redis uses any more", (*cli).cmdKeysRetire},
+		{"web", "[--listen ADDR] [--users FILE] [--admins NAMES] [--prefix P] [--metrics-listen ADDR]", "serve the dashboard (sign-in, roles, CSRF, /metrics)", (*cli).cmdWeb},
+		{"demo", "[--jobs N] [--duration D] [--listen ADDR]", "a working system in one command (embedded Redis by default)", (*cli).cmdDemo},
 		{"version", "", "version of resq, Go and every dependency", (*cli).cmdVersion},
 		{"help", "[COMMAND]", "show help for resq or for one command", (*cli).cmdHelp},
 	}
@@ -195,21 +202,23 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return exitCode(exitUsage)
 	}
 	name, rest := rest[0], rest[1:]
-	if name == "failed" {
+	group := ""
+	if actions := groupActions(name); actions != nil {
+		group = name
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			if len(rest) > 0 && isHelpFlag(rest[0]) {
-				c.printGroupHelp(c.stdout, "failed")
+				c.printGroupHelp(c.stdout, group)
 				return nil
 			}
-			c.printGroupHelp(c.stderr, "failed")
-			return usagef("", "'resq failed' needs an action: list, retry or remove (e.g. 'resq failed list')")
+			c.printGroupHelp(c.stderr, group)
+			return usagef("", "'resq %s' needs an action: %s (e.g. 'resq %s %s')", group, orList(actions), group, actions[0])
 		}
-		name, rest = "failed "+rest[0], rest[1:]
+		name, rest = group+" "+rest[0], rest[1:]
 	}
 	cmd, ok := findCommand(name)
 	if !ok {
-		if strings.HasPrefix(name, "failed ") {
-			return usagef("", "unknown action %q for 'resq failed'; use list, retry or remove", strings.TrimPrefix(name, "failed "))
+		if group != "" {
+			return usagef("", "unknown action %q for 'resq %s'; use %s", strings.TrimPrefix(name, group+" "), group, orList(groupActions(group)))
 		}
 		hint := ""
 		if s := suggest(name); s != "" {
@@ -218,6 +227,26 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return usagef("", "unknown command %q%s; run 'resq help' to see the commands", name, hint)
 	}
 	return cmd.run(c, ctx, rest)
+}
+
+// groupActions returns the actions of a command group ("failed", "keys")
+// in help order, or nil when name is not a group.
+func groupActions(name string) []string {
+	var out []string
+	for _, cmd := range commands() {
+		if g, action, ok := strings.Cut(cmd.name, " "); ok && g == name {
+			out = append(out, action)
+		}
+	}
+	return out
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) <= 1 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" || s == "--h" }
@@ -262,8 +291,8 @@ func (c *cli) cmdHelp(_ context.Context, args []string) error {
 		return nil
 	}
 	name := strings.Join(args, " ")
-	if name == "failed" {
-		c.printGroupHelp(c.stdout, "failed")
+	if groupActions(name) != nil {
+		c.printGroupHelp(c.stdout, name)
 		return nil
 	}
 	cmd, ok := findCommand(name)
