@@ -65,7 +65,9 @@ func TestDemoServesDashboard(t *testing.T) {
 		}
 		return m != nil
 	})
-	eventually(t, "sample jobs done", func() bool { return strings.Contains(b.stdout.String(), "Keeping Redis, the worker and the dashboard running") })
+	eventually(t, "sample jobs done", func() bool {
+		return strings.Contains(b.stdout.String(), "Keeping Redis, the worker and the dashboard running")
+	})
 	resp, err := http.Get(base + "/failed")
 	if err != nil {
 		t.Fatal(err)
