@@ -331,9 +331,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"failed", "remove", "1", "--all"}, []string{"not both"}},
 		{[]string{"work", "--queues", "q"}, []string{"resq work needs at least one --exec CLASS=PATH (Go programs register handlers with the resq library)"}},
 		{[]string{"work", "--exec", "A=" + script}, []string{"no queues to work"}},
-		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--memory", "256MiB"}, []string{"--memory is not supported yet (child-process limits arrive with isolation, see issue 4)"}},
-		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--cpu", "10s"}, []string{"--cpu is not supported yet"}},
-		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--max-procs", "4"}, []string{"--max-procs is not supported yet"}},
+		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--memory", "100"}, []string{"job limits: memory limit 100 B is below 1 MiB"}},
+		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--cpu", "10ms"}, []string{"CPU-time limit 10ms is below 1s"}},
+		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--max-procs", "-4"}, []string{"process limit -4 is negative"}},
 		{[]string{"work", "--queues", "q", "--exec", "A=" + filepath.Join(dir, "missing")}, []string{"does not exist"}},
 		{[]string{"work", "--queues", "q", "--exec", "A=" + notExec}, []string{"is not executable", "chmod +x"}},
 		{[]string{"work", "--queues", "q", "--exec", "A=" + dir}, []string{"is a directory"}},
@@ -342,7 +342,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--max-output", "12XB"}, []string{"unknown unit"}},
 		{[]string{"work", "--queues", "q", "--exec", "A=" + script, "--dead-jobs", "drop"}, []string{"want requeue"}},
 		{[]string{"--log-level", "loud", "stats"}, []string{"want debug, info, warn or error"}},
-		{[]string{"demo", "--listen", "127.0.0.1:8080"}, []string{"dashboard is not part of resq yet"}},
+		{[]string{"demo", "--listen", "0.0.0.0:8080"}, []string{"only listens on loopback"}},
 		{[]string{}, []string{"Usage: resq"}},
 	} {
 		r := runWith(env, tc.args...)
@@ -416,7 +416,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("work --help: %v", r)
 	}
 	mustContain(t, "work --help", r.stdout, "Usage: resq work", "--queues QUEUES", "--concurrency N", "--exec CLASS=PATH",
-		"--timeout D", "--memory SIZE", "not supported yet", "--max-output SIZE", "--dead-jobs requeue", "--poll D",
+		"--timeout D", "--memory SIZE", "--cpu D", "--max-procs N", "--max-files N", "--max-output SIZE", "--max-output-total SIZE", "--class-concurrency CLASS=N", "--dead-jobs requeue", "--poll D",
 		"Global flags:", "--redis URL", "QUIT")
 	for _, args := range [][]string{{"help", "failed", "retry"}, {"failed", "retry", "--help"}, {"failed", "retry", "-h"}} {
 		r = runWith(nil, args...)
