@@ -9,8 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-
-	"github.com/resq-go/resq/internal/isolate"
 )
 
 // HandlerFunc runs one job.
@@ -36,6 +34,11 @@ type HandlerOptions struct {
 	// AllowUnknownFields accepts argument objects with fields the type does
 	// not declare. By default they are refused.
 	AllowUnknownFields bool
+	// Isolation runs the handler InProcess (default) or in a warm
+	// ChildProcess that can be killed (see ChildProcess).
+	Isolation Isolation
+	// Limits bound a ChildProcess handler's child (ignored in process).
+	Limits ChildLimits
 }
 
 type handlerEntry struct {
@@ -87,6 +90,9 @@ type Command struct {
 	Timeout time.Duration
 	// MaxOutput is how many bytes of stdout and of stderr are kept. Default 64 KiB.
 	MaxOutput int
+	// Limits are hard limits on the program's process tree (memory, CPU
+	// time, processes, open files, output); see ChildLimits.
+	Limits ChildLimits
 }
 
 // HandleCommand registers an external program as the handler of class. The
@@ -95,42 +101,8 @@ type Command struct {
 // is success; any other exit is a failure whose message is the tail of its
 // stderr.
 func (w *Worker) HandleCommand(class string, c Command) {
-	w.register(&handlerEntry{class: class, command: true, opts: HandlerOptions{Timeout: c.Timeout}, fn: func(ctx context.Context, job *Job) error {
-		timeout := c.Timeout
-		if timeout == 0 {
-			if dl, ok := ctx.Deadline(); ok {
-				timeout = time.Until(dl)
-			}
-		}
-		res, err := isolate.Run(ctx, isolate.Command{
-			Path:      c.Path,
-			Args:      c.Args,
-			Stdin:     job.Args,
-			Env:       []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID},
-			Timeout:   timeout,
-			MaxOutput: c.MaxOutput,
-		})
-		if errors.Is(err, isolate.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-			return &JobError{Name: ExceptionTimeout, Err: fmt.Errorf("timeout after %s: %s killed", roundDur(timeout), c.Path), Backtrace: tailLines(res.Stderr, 20)}
-		}
-		if err != nil {
-			return &JobError{Name: ExceptionExecFailed, Err: err}
-		}
-		if res.ExitCode != 0 {
-			msg := strings.TrimSpace(string(lastBytes(res.Stderr, 2048)))
-			status := fmt.Sprintf("exit status %d", res.ExitCode)
-			if res.Signal != "" {
-				status = "killed by signal " + res.Signal
-			}
-			if msg == "" {
-				msg = status
-			} else {
-				msg = status + ": " + msg
-			}
-			return &JobError{Name: ExceptionExecFailed, Err: errors.New(msg), Backtrace: tailLines(res.Stderr, 20)}
-		}
-		return nil
-	}})
+	w.register(&handlerEntry{class: class, command: true, opts: HandlerOptions{Timeout: c.Timeout, Limits: c.Limits},
+		fn: func(ctx context.Context, job *Job) error { return w.runCommand(ctx, job, c) }})
 }
 
 // DecodeArgs decodes a Resque args array into T with the rules of Handle.

@@ -90,6 +90,11 @@ type WorkerConfig struct {
 	// OnJobDone, if set, is called after every job with its outcome (for
 	// metrics). It runs on the job's slot and must be quick.
 	OnJobDone func(JobEvent)
+	// ClassConcurrency caps how many jobs of a class run at once across
+	// every worker on the namespace (a Redis lease per class; see
+	// concurrency.go). A job of a class at its cap goes back to the tail of
+	// its queue without counting as processed. Empty: no caps.
+	ClassConcurrency map[string]int
 }
 
 // Job outcomes reported in JobEvent.

@@ -30,8 +30,10 @@ type Worker struct {
 	handlers map[string]*handlerEntry
 	perform  func(h *handlerEntry) HandlerFunc
 	limits   envelope.Limits
-	redactor *Redactor // secret fields of this worker's handlers, for scrubbing errors
-	unsigned queueSpec // queues accepting unsigned jobs
+	redactor *Redactor    // secret fields of this worker's handlers, for scrubbing errors
+	unsigned queueSpec    // queues accepting unsigned jobs
+	iso      *isolation   // child processes (worker_child.go); nil when unused
+	leases   *leaseKeeper // class concurrency caps (concurrency.go); nil when unused
 
 	mu      sync.Mutex
 	running bool
@@ -65,6 +67,9 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultConcurrency
+	}
+	if err := checkClassConcurrency(cfg.ClassConcurrency); err != nil {
+		return nil, fmt.Errorf("resq.NewWorker: %w", err)
 	}
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = DefaultJobTimeout
@@ -222,6 +227,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.mu.Unlock()
 		return errors.New("resq: no handlers registered; use resq.Handle, HandleFunc or HandleCommand before Run")
 	}
+	if InChildProcess() {
+		w.mu.Unlock()
+		return w.serveChild() // serves the worker's pipe, then exits the process
+	}
+	if err := w.startLimits(); err != nil {
+		w.mu.Unlock()
+		return err
+	}
 	w.perform = w.buildChain()
 	w.redactor = &Redactor{classFields: map[string]map[string]bool{}}
 	for class, h := range w.handlers {
@@ -233,6 +246,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	defer close(w.stopped)
+	defer w.stopLimits()
 
 	// Start-up: find dead workers (ours or Ruby's), then register, retrying
 	// while Redis is unreachable.
@@ -504,11 +518,17 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 // runSlot executes the jobs handed to one slot.
 func (w *Worker) runSlot(hardCtx context.Context, s *slot, acker *acker, idle chan<- int) {
 	for f := range s.jobs {
+		release, bounced := w.admit(hardCtx, s, f) // class concurrency cap
+		if bounced {
+			idle <- s.idx
+			continue
+		}
 		s.mu.Lock()
 		s.current = &f
 		s.mu.Unlock()
 
 		ack, requeue := w.execute(hardCtx, s, f)
+		release()
 
 		s.mu.Lock()
 		abandoned := s.abandoned
@@ -578,8 +598,12 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 		}
 		w.cfg.OnJobDone(ev)
 	}()
-	var secrets []string // values to scrub from error messages
+	var secretsOf func() []string // values to scrub from error messages
 	fail := func(name, msg string, bt []string) wire.Ack {
+		var secrets []string
+		if secretsOf != nil {
+			secrets = secretsOf()
+		}
 		if len(secrets) > 0 {
 			msg = scrub(msg, secrets)
 			for i := range bt {
@@ -608,16 +632,15 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 			Exception: ExceptionPayloadLimit, Error: msg, Backtrace: []string{}, Worker: s.id, Queue: f.Queue}.Encode()
 		return ack, false
 	}
-	if err := w.limits.CheckDepth(f.Raw); err != nil {
-		return fail(ExceptionPayloadLimit, err.Error()+"; the job was not run", nil), false
-	}
-	p, err := wire.DecodePayload(f.Raw)
+	// One pass over the bytes: syntax, depth limit, duplicate keys, fields.
+	p, err := wire.DecodePayloadDepth(f.Raw, w.limits.MaxDepth)
 	ev.ID = p.ID
-	if err != nil {
+	switch {
+	case errors.Is(err, wire.ErrTooDeep):
+		lerr := &envelope.LimitError{Limit: "depth", Value: w.limits.MaxDepth + 1, Max: w.limits.MaxDepth}
+		return fail(ExceptionPayloadLimit, lerr.Error()+"; the job was not run", nil), false
+	case err != nil:
 		return fail(ExceptionInvalidPayload, err.Error()+"; the job was not run", nil), false
-	}
-	if err := wire.CheckDuplicateKeys(f.Raw); err != nil {
-		return fail(ExceptionInvalidPayload, "invalid job payload: "+err.Error()+"; the job was not run", nil), false
 	}
 	args, signed, name, err := w.open(p, f.Queue)
 	if err != nil {
@@ -629,7 +652,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil), false
 	}
 	ack.Class, ev.Class = p.Class, p.Class
-	secrets = w.redactor.secretValues(p.Class, args, p.Envelope.Enc != nil)
+	secretsOf = func() []string { return w.redactor.secretValues(p.Class, args, p.Envelope.Enc != nil) }
 	if w.cfg.ReplayWindow > 0 && p.ID != "" {
 		seen, err := w.store.Seen(hardCtx, p.ID)
 		if err == nil && seen {
@@ -757,7 +780,7 @@ func (w *Worker) buildChain() func(h *handlerEntry) HandlerFunc {
 	mws := append([]Middleware(nil), w.cfg.Middleware...)
 	chains := make(map[*handlerEntry]HandlerFunc, len(w.handlers))
 	for _, h := range w.handlers {
-		fn := h.fn
+		fn := w.baseHandler(h)
 		for i := len(mws) - 1; i >= 0; i-- {
 			fn = mws[i](fn)
 		}

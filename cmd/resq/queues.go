@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/resq-go/resq"
 )
@@ -16,20 +17,53 @@ Push one job of class CLASS onto queue Q, exactly as Ruby's
 Resque.enqueue_to does (SADD queues, RPUSH queue:Q). ARGS_JSON is the job's
 argument array as JSON; it defaults to [].
 
+With --keyring FILE (or RESQ_KEYRING) the job is signed with the keyring's
+primary signing key; --encrypt also encrypts ARGS_JSON with its encryption
+key, so only a worker holding the keyring (and the job's handler) sees it.
+The payload limits refuse what a worker would refuse.
+
 Examples:
   resq enqueue --queue mail SendWelcomeEmail '[{"user_id": 42}]'
-  resq enqueue --queue default Cleanup`
+  resq enqueue --queue default Cleanup
+  resq enqueue --keyring keys.json --encrypt --queue pay Charge '[{"card": "4111…"}]'`
 
 func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	fs := c.newFlags("enqueue", enqueueHelp).args(1, 2, "CLASS")
-	var queue string
+	var queue, keyringPath string
+	var encrypt bool
+	var lim limitFlags
 	fs.StringVar(&queue, "queue", "", "the `QUEUE` to push to (required)")
+	c.keyringFlag(fs, &keyringPath, "to sign the job with (and encrypt, with --encrypt)")
+	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the args with the keyring's encryption key (AES-256-GCM)")
+	var maxLen int64
+	fs.Int64Var(&maxLen, "max-queue-length", 0, "refuse to push when the queue already holds `N` jobs (checked and pushed atomically; 0: no cap)")
+	lim.register(fs, "refuse")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if queue == "" {
 		return usagef("enqueue", "missing --queue Q (usage: resq enqueue --queue Q CLASS [ARGS_JSON])")
+	}
+	if maxLen < 0 {
+		return usagef("enqueue", "--max-queue-length must not be negative")
+	}
+	limits, err := lim.limits("enqueue")
+	if err != nil {
+		return err
+	}
+	keyring, err := loadKeyring("enqueue", keyringPath)
+	if err != nil {
+		return err
+	}
+	if keyring.CanVerify() && !keyring.CanSign() {
+		return usagef("enqueue", "--keyring %s cannot sign (a workers' keyring made by 'resq keys public'?): workers would refuse its jobs as unsigned; producers use the keyring made by 'resq keys new'", keyringPath)
+	}
+	if encrypt && keyring == nil {
+		return usagef("enqueue", "--encrypt needs --keyring FILE (or RESQ_KEYRING) with an encryption key (make one with: resq keys new --out FILE)")
+	}
+	if encrypt && !keyring.CanEncrypt() {
+		return usagef("enqueue", "--encrypt: keyring %s has no encryption primary", keyringPath)
 	}
 	class := pos[0]
 	raw := json.RawMessage("[]")
@@ -44,14 +78,35 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	e, err := resq.NewClient(conn, resq.ClientConfig{Logger: c.logger}).EnqueueRaw(ctx, queue, class, raw)
+	ccfg := resq.ClientConfig{Logger: c.logger, Keyring: keyring, Limits: limits}
+	if maxLen > 0 {
+		ccfg.QueueCaps = map[string]int64{queue: maxLen}
+	}
+	client := resq.NewClient(conn, ccfg)
+	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt})
+	if errors.Is(err, resq.ErrQueueFull) {
+		n, _ := resq.NewAdmin(conn).QueueSize(ctx, queue)
+		return fmt.Errorf("queue %s is full (%d jobs, cap %d); the job was NOT enqueued (redis %s)", queue, max(n, maxLen), maxLen, conn)
+	}
 	if err != nil {
 		return fmt.Errorf("%w; %s (redis %s)", err, notEnqueuedHint(err), conn)
 	}
+	signed := keyring.CanSign()
 	if c.g.json {
-		return c.printJSON(map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size})
+		return c.printJSON(map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size, "signed": signed, "encrypted": encrypt})
 	}
-	fmt.Fprintf(c.stdout, "enqueued %s to %s id=%s\n", e.Class, e.Queue, e.ID)
+	var how []string
+	if signed {
+		how = append(how, "signed")
+	}
+	if encrypt {
+		how = append(how, "encrypted")
+	}
+	suffix := ""
+	if len(how) > 0 {
+		suffix = " (" + strings.Join(how, ", ") + ")"
+	}
+	fmt.Fprintf(c.stdout, "enqueued %s to %s id=%s%s\n", e.Class, e.Queue, e.ID, suffix)
 	return nil
 }
 

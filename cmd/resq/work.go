@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,14 +28,36 @@ any other class become failures (Resq::UnknownJobClass) and never run.
 
 Go programs register typed handlers with the resq library instead.
 
+With --keyring FILE (or RESQ_KEYRING) holding signing keys, every job must
+carry a valid signature: unsigned, forged, altered or moved jobs become
+failures (Resq::SignatureError) and never run, except unsigned jobs on the
+queues given to --allow-unsigned (for Ruby or Node producers that do not sign
+yet). Encrypted args are decrypted for the handler only: an --exec program
+gets the plaintext on stdin, and its error messages are scrubbed of the
+values. --replay-window D runs each job id at most once within D. Payloads
+over the limits (--max-payload, --max-depth, --max-args) fail without running.
+
 Signals (as Ruby Resque): QUIT finishes running jobs, then exits 0; TERM and
 INT stop at once (running jobs are requeued) and exit 0; a second TERM or
 INT while stopping exits 1 at once (the next worker recovers the jobs);
 USR2 pauses fetching; CONT resumes.
 
+Limits on each job's processes: --timeout (wall clock: SIGTERM to the
+process group, SIGKILL to the whole job 2 s later), --memory, --cpu,
+--max-procs, --max-files, --max-output (bytes kept for the failure record)
+and --max-output-total (a job writing more is killed). They are enforced
+with cgroup v2 when the worker runs in a delegated cgroup, else with rlimits
+(a process limit then runs each job under a uid of its own, which needs
+root); the worker logs which, per class, at start-up. A job that hits a
+limit fails with a record naming it (Resq::ResourceLimit: "memory limit
+256MiB exceeded", Resq::Timeout: "timeout after 30s"); processes a job
+leaves behind are killed and fail it. --class-concurrency CLASS=N caps how
+many jobs of CLASS run at once across all workers.
+
 Example:
   resq work --queues critical,default --concurrency 4 \
-    --exec ResizeImage=/usr/local/bin/resize-image --timeout 30s`
+    --exec ResizeImage=/usr/local/bin/resize-image --timeout 30s \
+    --memory 512MiB --cpu 20s --max-procs 32 --class-concurrency ResizeImage=2`
 
 // execSpec is one --exec CLASS=PATH.
 type execSpec struct{ class, path string }
@@ -53,13 +73,14 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		concurrency int
 		execs       []string
 		timeout     time.Duration
-		memory      int64
-		cpu         time.Duration
-		maxProcs    int
-		maxOutput   int64
+		jobLim      jobLimitFlags
 		deadJobs    resq.DeadJobPolicy
 		poll        time.Duration
 		stopTimeout time.Duration
+		keyringPath string
+		unsigned    string
+		replay      time.Duration
+		lim         limitFlags
 	)
 	pollDefault := resq.DefaultPollInterval
 	if v := c.env["INTERVAL"]; v != "" {
@@ -73,31 +94,37 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	fs.IntVar(&concurrency, "concurrency", resq.DefaultConcurrency, "`N` jobs at once; each slot registers as one Resque worker")
 	fs.Var(stringsValue{&execs}, "exec", "run the executable at PATH for jobs of CLASS, given as `CLASS=PATH` (repeatable)")
 	newDuration(fs.FlagSet, &timeout, "timeout", 0, "kill a job's process after `D` (e.g. 30s; a bare number is seconds) and record a failure (default 30m)")
-	newSize(fs.FlagSet, &memory, "memory", 0, "memory limit per job process (`SIZE`, e.g. 256MiB): not supported yet, refused")
-	newDuration(fs.FlagSet, &cpu, "cpu", 0, "CPU-time limit per job process (`D`): not supported yet, refused")
-	fs.IntVar(&maxProcs, "max-procs", 0, "process limit per job (`N`): not supported yet, refused")
-	newSize(fs.FlagSet, &maxOutput, "max-output", 0, "bytes of a job's stdout and of its stderr to keep (`SIZE`, e.g. 64KiB; default 64KiB)")
+	jobLim.register(fs.FlagSet)
 	fs.Var(deadJobsValue{&deadJobs}, "dead-jobs", "what happens to the job of a dead worker found at start-up: `requeue|fail` (fail records Resque::DirtyExit, as Ruby does)")
 	newDuration(fs.FlagSet, &poll, "poll", pollDefault, "longest wait `D` between polls of empty queues (env INTERVAL, seconds)")
 	newDuration(fs.FlagSet, &stopTimeout, "stop-timeout", resq.DefaultStopTimeout, "after TERM/INT, how long (`D`) running jobs get before they are requeued")
+	c.keyringFlag(fs, &keyringPath, "to verify signatures and decrypt args with")
+	fs.StringVar(&unsigned, "allow-unsigned", "", "`QUEUES` (comma-separated names and globs) whose unsigned jobs run even though the keyring has signing keys; signed jobs there are still verified")
+	newDuration(fs.FlagSet, &replay, "replay-window", 0, "run each job id at most once within `D` (e.g. 24h; off by default)")
+	lim.register(fs, "fail")
 	if _, err := fs.parse(args); err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, name := range []string{"memory", "cpu", "max-procs"} {
-		if set[name] {
-			return usagef("work", "--%s is not supported yet (child-process limits arrive with isolation, see issue 4)", name)
-		}
+	limits, err := lim.limits("work")
+	if err != nil {
+		return err
+	}
+	keyring, err := loadKeyring("work", keyringPath)
+	if err != nil {
+		return err
+	}
+	if unsigned != "" && !keyring.CanVerify() {
+		return usagef("work", "--allow-unsigned only matters with a --keyring that holds signing keys: without one, no signature is checked on any queue")
+	}
+	childLimits, classCaps, err := jobLim.limits()
+	if err != nil {
+		return err
 	}
 	if queues == "" {
 		return usagef("work", "no queues to work: give --queues (e.g. --queues critical,default or --queues '*') or set QUEUES")
 	}
 	if concurrency < 1 {
 		return usagef("work", "--concurrency must be at least 1")
-	}
-	if maxOutput > math.MaxInt32 {
-		return usagef("work", "--max-output %s is too large", formatSize(maxOutput))
 	}
 	if len(execs) == 0 {
 		return usagef("work", "resq work needs at least one --exec CLASS=PATH (Go programs register handlers with the resq library)")
@@ -120,31 +147,53 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	paths := map[string]string{}
-	for _, s := range specs {
-		paths[s.class] = s.path
+	cfg := resq.WorkerConfig{
+		Queues:           []string{queues},
+		Concurrency:      concurrency,
+		PollInterval:     poll,
+		StopTimeout:      stopTimeout,
+		DeadJobs:         deadJobs,
+		ClassConcurrency: classCaps,
+		Logger:           c.logger,
+		Keyring:          keyring,
+		ReplayWindow:     replay,
+		Limits:           limits,
 	}
-	w, err := resq.NewWorker(conn, resq.WorkerConfig{
-		Queues:       []string{queues},
-		Concurrency:  concurrency,
-		PollInterval: poll,
-		StopTimeout:  stopTimeout,
-		DeadJobs:     deadJobs,
-		Middleware:   []resq.Middleware{statedTimeout(timeout, paths)},
-		Logger:       c.logger,
-	})
+	if unsigned != "" {
+		cfg.AllowUnsigned = []string{unsigned}
+	}
+	w, err := resq.NewWorker(conn, cfg)
 	if err != nil {
 		return usagef("work", "%v", err)
 	}
 	classes := make([]string, 0, len(specs))
 	for _, s := range specs {
-		w.HandleCommand(s.class, resq.Command{Path: s.path, Timeout: timeout, MaxOutput: int(maxOutput)})
+		w.HandleCommand(s.class, resq.Command{Path: s.path, Timeout: timeout, Limits: childLimits})
 		classes = append(classes, s.class)
 	}
 	attrs := []any{"redis", conn.String(), "workers", len(w.IDs()), "queues", queues,
 		"handlers", strings.Join(classes, ","), "dead_jobs", deadJobsValue{&deadJobs}.String()}
 	if timeout > 0 {
 		attrs = append(attrs, "timeout", timeout)
+	}
+	// How each limit is enforced (cgroup v2 or rlimits) follows in a "job
+	// isolation" line per class, from the worker.
+	attrs = append(attrs, "job_limits", jobLim.describe())
+	if len(classCaps) > 0 {
+		attrs = append(attrs, "class_concurrency", strings.Join(jobLim.classCaps, ","))
+	}
+	switch {
+	case keyring == nil:
+		attrs = append(attrs, "signatures", "not checked (no --keyring)")
+	case !keyring.CanVerify():
+		attrs = append(attrs, "keyring", keyringPath, "keys", describeKeyring(keyring), "signatures", "not checked (the keyring has no signing keys)")
+	case unsigned != "":
+		attrs = append(attrs, "keyring", keyringPath, "keys", describeKeyring(keyring), "signatures", "required", "allow_unsigned", unsigned)
+	default:
+		attrs = append(attrs, "keyring", keyringPath, "keys", describeKeyring(keyring), "signatures", "required")
+	}
+	if replay > 0 {
+		attrs = append(attrs, "replay_window", replay)
 	}
 	c.logger.Info("resq work starting", attrs...)
 	return c.runWorker(ctx, w)
@@ -222,23 +271,4 @@ func parseExecs(execs []string) ([]execSpec, error) {
 		out = append(out, execSpec{class: class, path: abs})
 	}
 	return out, nil
-}
-
-// statedTimeout makes a command's timeout failure name the configured
-// limit. Workaround: resq's HandleCommand reports the job context's
-// remaining time instead ("timeout after 999.98ms" for --timeout 1s).
-func statedTimeout(timeout time.Duration, paths map[string]string) resq.Middleware {
-	if timeout <= 0 {
-		timeout = resq.DefaultJobTimeout
-	}
-	return func(next resq.HandlerFunc) resq.HandlerFunc {
-		return func(ctx context.Context, job *resq.Job) error {
-			err := next(ctx, job)
-			var je *resq.JobError
-			if errors.As(err, &je) && je.Name == resq.ExceptionTimeout && paths[job.Class] != "" {
-				return &resq.JobError{Name: je.Name, Err: fmt.Errorf("timeout after %s: %s killed", timeout, paths[job.Class]), Backtrace: je.Backtrace}
-			}
-			return err
-		}
-	}
 }

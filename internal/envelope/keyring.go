@@ -210,8 +210,14 @@ func (k *Keyring) CanEncrypt() bool { return k != nil && k.encPrime != "" }
 // EncryptionPrimary returns the id of the encryption primary.
 func (k *Keyring) EncryptionPrimary() string { return k.encPrime }
 
-// File returns the keyring's file form.
-func (k *Keyring) File() File { return k.file }
+// File returns a copy of the keyring's file form.
+func (k *Keyring) File() File { return k.file.clone() }
+
+func (f File) clone() File {
+	f.Signing.Keys = append([]Key(nil), f.Signing.Keys...)
+	f.Encryption.Keys = append([]Key(nil), f.Encryption.Keys...)
+	return f
+}
 
 // Marshal encodes a keyring file.
 func (f File) Marshal() []byte {
@@ -276,7 +282,8 @@ func (f *File) Retire(id string) error {
 	for _, set := range []*KeySet{&f.Signing, &f.Encryption} {
 		for i, k := range set.Keys {
 			if k.ID == id {
-				set.Keys = append(set.Keys[:i], set.Keys[i+1:]...)
+				keys := make([]Key, 0, len(set.Keys)-1)
+				set.Keys = append(append(keys, set.Keys[:i]...), set.Keys[i+1:]...)
 				return nil
 			}
 		}

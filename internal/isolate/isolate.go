@@ -7,13 +7,17 @@ package isolate
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -34,12 +38,18 @@ type Command struct {
 	Env   []string // extra environment (KEY=VALUE), added to a minimal base
 	Stdin []byte
 	// Timeout is the wall-clock limit (0: none). On expiry the process group
-	// gets SIGTERM, then SIGKILL after KillGrace.
+	// gets SIGTERM, then everything of the job SIGKILL after KillGrace.
 	Timeout   time.Duration
 	KillGrace time.Duration // default 2s
 	// MaxOutput is how many bytes of stdout and of stderr are kept (the tail);
 	// the rest is read and discarded. Default 64 KiB.
 	MaxOutput int
+	// OutputKill, when positive, kills the job once it has written more than
+	// this many bytes to stdout and stderr together (an output flood costs
+	// the worker CPU even when discarded).
+	OutputKill int64
+	// Limits are hard limits on the job's process tree.
+	Limits Limits
 }
 
 // Result is what a finished child left behind.
@@ -49,87 +59,261 @@ type Result struct {
 	Stdout   []byte // tail, at most MaxOutput bytes
 	Stderr   []byte // tail, at most MaxOutput bytes
 	Dropped  int64  // output bytes discarded beyond MaxOutput
+	Written  int64  // output bytes written in total
 	TimedOut bool
+	// Stray is set when processes of the job were still running after its
+	// main process exited; they were killed.
+	Stray    bool
+	CPU      time.Duration // CPU time of the main process
 	Duration time.Duration
 }
 
-// ErrTimeout is wrapped by the error of a run that hit its timeout.
+// ErrTimeout matches (errors.Is) the error of a run that hit its timeout.
 var ErrTimeout = errors.New("timeout")
 
-// Run starts the command and waits for it. A non-zero exit is not an error;
-// the error is for a process that could not start, a timeout, or ctx ending.
-// Whatever happens, the whole process group is gone when Run returns.
+// Run starts the command without cgroups (rlimits, and a dedicated uid for a
+// process limit when running as root) and waits for it; see Sandbox.Run.
 func Run(ctx context.Context, c Command) (Result, error) {
+	s := &Sandbox{caps: Capabilities{DedicatedUIDs: os.Geteuid() == 0, CgroupReason: "not probed"}}
+	return s.Run(ctx, c)
+}
+
+// Run starts the command under its limits and waits for it. A non-zero exit
+// is not an error; the error is for a process that could not start, a
+// *LimitError for a limit or timeout that ended it (errors.Is(err,
+// ErrTimeout) for a timeout), or ctx's error when ctx ended first. Whatever
+// happens, every process of the job is gone when Run returns.
+func (s *Sandbox) Run(ctx context.Context, c Command) (Result, error) {
 	if c.KillGrace <= 0 {
 		c.KillGrace = 2 * time.Second
 	}
 	if c.MaxOutput <= 0 {
 		c.MaxOutput = 64 << 10
 	}
-	cmd := exec.Command(c.Path, c.Args...)
-	cmd.Env = append(baseEnv(), c.Env...)
-	cmd.Stdin = bytes.NewReader(c.Stdin)
-	stdout := &tailBuffer{max: c.MaxOutput}
-	stderr := &tailBuffer{max: c.MaxOutput}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := c.Limits.Validate(); err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	if !strings.Contains(c.Path, "/") {
+		p, err := exec.LookPath(c.Path)
+		if err != nil {
+			return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
+		}
+		c.Path = p
+	}
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	inR, inW, err1 := pipe()
+	outR, outW, err2 := pipe()
+	errR, errW, err3 := pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		closeAll()
 		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
 	}
-	pgid := cmd.Process.Pid
+	// The token finds the job's processes that escape both the process
+	// group and the dedicated uid (see the copier timeout below).
+	token := jobTokenEnv + "=" + randomToken()
+	cmd := &exec.Cmd{Env: append(append(baseEnv(), c.Env...), token), Stdin: inR, Stdout: outW, Stderr: errW}
+	t, err := s.prepare(cmd, "job", c.Path, append([]string{c.Path}, c.Args...), c.Limits)
+	if err != nil {
+		closeAll()
+		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
+	}
+	start := time.Now()
+	err = t.start(cmd)
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		closeAll()
+		t.release()
+		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
+	}
+
+	meter := newOutputMeter(c.OutputKill, c.Limits.Procs > 0)
+	stdout := &tailBuffer{max: c.MaxOutput, meter: meter}
+	stderr := &tailBuffer{max: c.MaxOutput, meter: meter, watchProcs: c.Limits.Procs > 0}
+	var copiers sync.WaitGroup
+	copiers.Add(2)
+	go func() { defer copiers.Done(); _, _ = io.Copy(stdout, outR) }()
+	go func() { defer copiers.Done(); _, _ = io.Copy(stderr, errR) }()
+	go func() {
+		// A program that does not read its stdin gets EPIPE here, or a
+		// write blocked until it exits; either is fine.
+		_, _ = inW.Write(c.Stdin)
+		inW.Close()
+	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
 	var timer <-chan time.Time
 	if c.Timeout > 0 {
-		t := time.NewTimer(c.Timeout)
-		defer t.Stop()
-		timer = t.C
+		tm := time.NewTimer(c.Timeout)
+		defer tm.Stop()
+		timer = tm.C
+	}
+	var poll <-chan time.Time
+	if t.cg != nil {
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		poll = tk.C
 	}
 	var res Result
-	var runErr error
-	var waitErr error
-	select {
-	case waitErr = <-done:
-	case <-timer:
-		res.TimedOut = true
-		runErr = fmt.Errorf("%w after %s", ErrTimeout, c.Timeout)
-		waitErr = terminate(pgid, done, c.KillGrace)
-	case <-ctx.Done():
-		runErr = ctx.Err()
-		waitErr = terminate(pgid, done, c.KillGrace)
+	var lim *LimitError
+	var runErr, waitErr error
+wait:
+	for {
+		select {
+		case waitErr = <-done:
+			break wait
+		case <-timer:
+			res.TimedOut = true
+			lim = &LimitError{Limit: LimitTimeout, Reason: "timeout after " + c.Timeout.String()}
+			waitErr = terminate(t, done, c.KillGrace)
+			break wait
+		case <-ctx.Done():
+			runErr = ctx.Err()
+			waitErr = terminate(t, done, c.KillGrace)
+			break wait
+		case <-meter.flood:
+			lim = outputReason(c.OutputKill)
+			t.kill()
+			waitErr = <-done
+			break wait
+		case <-meter.procs:
+			lim = procsReason(c.Limits)
+			lim.Reason += ": fork failed; the job was killed"
+			t.kill()
+			waitErr = <-done
+			break wait
+		case <-poll:
+			if l := c.Limits; l.CPUTime > 0 && t.cg.cpu() > l.CPUTime {
+				lim = cpuReason(l)
+			} else if e := t.cg.exceeded(l); e != nil && l.Procs > 0 && e.Limit == LimitProcs {
+				lim = e
+				lim.Reason += ": fork failed; the job was killed"
+			}
+			if lim != nil {
+				t.kill()
+				waitErr = <-done
+				break wait
+			}
+		}
 	}
-	// Children that outlived the leader are killed too.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	res.Stray = t.leftovers()
+	t.kill()
+	copied := make(chan struct{})
+	go func() { copiers.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+		// A process that escaped the process group (setsid) still holds the
+		// pipes: find it by the job's token, the slow way.
+		res.Stray = true
+		KillProcessesWithEnv(token)
+		outR.Close()
+		errR.Close()
+		<-copied
+	}
+	closeAll()
+	if t.cg != nil && lim == nil && runErr == nil {
+		lim = t.cg.exceeded(c.Limits)
+	}
+	t.release()
+
 	res.Duration = time.Since(start)
 	res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
 	res.Dropped = stdout.dropped + stderr.dropped
-	res.ExitCode = 0
+	res.Written = meter.total.Load()
 	var ee *exec.ExitError
-	if errors.As(waitErr, &ee) {
+	switch {
+	case errors.As(waitErr, &ee):
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.ExitCode = -1
 			res.Signal = ws.Signal().String()
 		} else {
 			res.ExitCode = ee.ExitCode()
 		}
-	} else if waitErr != nil && runErr == nil {
+	case waitErr != nil && runErr == nil:
 		runErr = waitErr
 	}
-	return res, runErr
+	if ps := cmd.ProcessState; ps != nil {
+		res.CPU = ps.UserTime() + ps.SystemTime()
+	}
+	if runErr != nil {
+		return res, runErr
+	}
+	if lim == nil {
+		lim = classify(c.Limits, res, meter.seen.Load())
+	} else if lim.Limit == LimitTimeout {
+		// A more specific cause seen on the way (a fork that failed, say).
+		if more := limitFromOutput(c.Limits, meter.seen.Load()); more != nil {
+			more.Reason += "; the job was killed at its " + c.Timeout.String() + " timeout"
+			lim = more
+		}
+	}
+	if lim != nil {
+		return res, lim
+	}
+	return res, nil
 }
 
-// terminate sends SIGTERM to the group, then SIGKILL after grace.
-func terminate(pgid int, done <-chan error, grace time.Duration) error {
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
+// classify names the limit behind a run that ended on its own.
+func classify(l Limits, res Result, seen uint32) *LimitError {
+	failed := res.ExitCode != 0
+	switch {
+	case l.CPUTime > 0 && (res.Signal == syscall.SIGXCPU.String() ||
+		(res.Signal == syscall.SIGKILL.String() && res.CPU >= l.CPUTime)):
+		return cpuReason(l)
+	case failed:
+		if e := limitFromOutput(l, seen); e != nil {
+			return e
+		}
+	}
+	if res.Stray {
+		if e := limitFromOutput(l, seen); e != nil && e.Limit == LimitProcs {
+			e.Reason += ": fork failed; the job's processes were killed"
+			return e
+		}
+		reason := "the program exited but left processes running; they were killed (a job must wait for the processes it starts)"
+		if l.Procs > 0 {
+			reason = "the program exited but left processes running (process limit " + strconv.Itoa(l.Procs) + "); they were killed (a job must wait for the processes it starts)"
+		}
+		return &LimitError{Limit: LimitStray, Reason: reason}
+	}
+	return nil
+}
+
+// jobTokenEnv names the environment variable that carries a job's random
+// token into its processes.
+const jobTokenEnv = "RESQ_ISOLATE_JOB"
+
+func randomToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// terminate sends SIGTERM to the group, then kills the job after grace.
+func terminate(t *tree, done <-chan error, grace time.Duration) error {
+	t.signalGroup(syscall.SIGTERM)
+	tm := time.NewTimer(grace)
+	defer tm.Stop()
 	select {
 	case err := <-done:
 		return err
-	case <-t.C:
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	case <-tm.C:
+		t.kill()
 		return <-done
 	}
 }
@@ -146,28 +330,84 @@ func baseEnv() []string {
 	return env
 }
 
+// outputMeter counts a job's output across stdout and stderr. It signals a
+// flood on flood once total passes limit (when limit is set), and, when
+// procs is not nil, a failed fork reported on stderr.
+type outputMeter struct {
+	onFlood   func()        // called (once per signal) when flood is signalled
+	seen      atomic.Uint32 // markers of limits seen (seenMemory…)
+	total     atomic.Int64
+	limit     atomic.Int64 // 0: no flood limit
+	flood     chan struct{}
+	procs     chan struct{}
+	procsOnce sync.Once
+}
+
+func newOutputMeter(kill int64, watchProcs bool) *outputMeter {
+	m := &outputMeter{flood: make(chan struct{}, 1)}
+	m.limit.Store(kill)
+	if watchProcs {
+		m.procs = make(chan struct{})
+	}
+	return m
+}
+
+func (m *outputMeter) add(n int) {
+	t := m.total.Add(int64(n))
+	if l := m.limit.Load(); l > 0 && t > l {
+		select {
+		case m.flood <- struct{}{}:
+			if m.onFlood != nil {
+				m.onFlood()
+			}
+		default:
+		}
+	}
+}
+
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
-	mu      sync.Mutex
-	max     int
-	buf     []byte
-	dropped int64
+	mu         sync.Mutex
+	max        int
+	buf        []byte
+	dropped    int64
+	meter      *outputMeter
+	watchProcs bool
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := len(p)
+	if t.meter != nil {
+		t.meter.add(n)
+	}
 	if len(p) >= t.max {
 		t.dropped += int64(len(t.buf) + len(p) - t.max)
 		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
-		return n, nil
+	} else {
+		if over := len(t.buf) + len(p) - t.max; over > 0 {
+			t.dropped += int64(over)
+			t.buf = append(t.buf[:0], t.buf[over:]...)
+		}
+		t.buf = append(t.buf, p...)
 	}
-	if over := len(t.buf) + len(p) - t.max; over > 0 {
-		t.dropped += int64(over)
-		t.buf = append(t.buf[:0], t.buf[over:]...)
+	if t.meter != nil {
+		// Look at what was just written plus enough before it for a marker
+		// split across writes.
+		recent := t.buf[max(0, len(t.buf)-n-64):]
+		if bits := markersIn(recent); bits != 0 {
+			t.meter.seen.Or(bits)
+		}
+		if t.watchProcs && t.meter.procs != nil {
+			for _, m := range forkFailureMarkers {
+				if bytes.Contains(recent, []byte(m)) {
+					t.meter.procsOnce.Do(func() { close(t.meter.procs) })
+					break
+				}
+			}
+		}
 	}
-	t.buf = append(t.buf, p...)
 	return n, nil
 }
 

@@ -68,3 +68,6 @@ func (k Keys) SecretFields() string { return k.resq("secret_fields") }
 // Pickup is the list where a blocking pickup of process owner ("host:pid")
 // parks a job taken from queue until a slot records it.
 func (k Keys) Pickup(owner, queue string) string { return k.resq("pickup:" + owner + ":" + queue) }
+
+// PickupPrefix is the common prefix of every pickup list.
+func (k Keys) PickupPrefix() string { return k.resq("pickup:") }

@@ -56,35 +56,38 @@ func (e *PayloadError) Unwrap() error { return e.Err }
 // ErrNoClass is wrapped by the PayloadError of a payload without a class.
 var ErrNoClass = errors.New("payload has no class")
 
+// DefaultDecodeDepth is the nesting limit of DecodePayload.
+const DefaultDecodeDepth = 128
+
 // DecodePayload parses a job payload. A payload must be a JSON object with a
 // non-empty string "class"; "args" may be missing or null (read as []) and
-// must otherwise be an array. Unknown fields are kept in Fields.
+// must otherwise be an array. Duplicate keys anywhere are refused. Unknown
+// fields are kept in Fields.
 func DecodePayload(raw []byte) (Payload, error) {
+	return DecodePayloadDepth(raw, DefaultDecodeDepth)
+}
+
+// DecodePayloadDepth is DecodePayload with a nesting limit; a payload nested
+// deeper fails with an error wrapping ErrTooDeep. It reads the bytes once.
+func DecodePayloadDepth(raw []byte, maxDepth int) (Payload, error) {
 	p := Payload{Raw: raw}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &syn):
-			return p, &PayloadError{Reason: fmt.Sprintf("not JSON (%v at byte %d)", syn, syn.Offset)}
-		case errors.As(err, &typ):
-			return p, &PayloadError{Reason: "not a JSON object (a Resque job is {\"class\":…,\"args\":[…]})"}
-		default:
-			return p, &PayloadError{Reason: "not JSON (" + err.Error() + ")"}
-		}
+	top, err := ScanPayload(raw, maxDepth)
+	if err != nil {
+		return p, err
 	}
-	if fields == nil {
-		return p, &PayloadError{Reason: "not a JSON object (null)"}
+	fields := make(map[string]json.RawMessage, len(top))
+	for _, f := range top {
+		fields[unquote(f.key)] = json.RawMessage(f.value)
 	}
 	p.Fields = fields
 	cls, ok := fields["class"]
 	if !ok {
 		return p, &PayloadError{Reason: `no "class" field`, Err: ErrNoClass}
 	}
-	if err := json.Unmarshal(cls, &p.Class); err != nil {
+	if len(cls) == 0 || cls[0] != '"' {
 		return p, &PayloadError{Reason: `"class" is not a string`, Err: ErrNoClass}
 	}
+	p.Class = unquote(cls)
 	if p.Class == "" {
 		return p, &PayloadError{Reason: `"class" is empty`, Err: ErrNoClass}
 	}
@@ -96,16 +99,15 @@ func DecodePayload(raw []byte) (Payload, error) {
 		}
 		p.Args = a
 	}
-	if id, ok := fields["id"]; ok {
-		_ = json.Unmarshal(id, &p.ID) // a non-string id is ignored, not fatal
+	if id, ok := fields["id"]; ok && len(id) > 0 && id[0] == '"' {
+		p.ID = unquote(id) // a non-string id is ignored, not fatal
 	}
 	if err := decodeEnvelope(fields, &p.Envelope); err != nil {
 		return p, &PayloadError{Reason: err.Error()}
 	}
 	if at, ok := fields["enqueued_at"]; ok {
 		p.EnqueuedAtRaw = string(at)
-		var f float64
-		if json.Unmarshal(at, &f) == nil && f > 0 && !math.IsInf(f, 0) {
+		if f, err := strconv.ParseFloat(string(at), 64); err == nil && f > 0 && !math.IsInf(f, 0) {
 			sec, frac := math.Modf(f)
 			p.EnqueuedAt = time.Unix(int64(sec), int64(frac*1e9))
 		}

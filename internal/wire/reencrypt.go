@@ -112,35 +112,57 @@ func encodeEncrypted(e *Encrypted) json.RawMessage {
 
 // ReplaceQueued replaces one queued job of queue whose bytes are exactly old
 // with updated, atomically: the element at index hint if it still holds old,
-// else the first element anywhere in the queue that does. It reports false
-// (and changes nothing) when no element holds old any more: a worker took
-// the job, or it was removed. Workers pop concurrently; an element is never
-// replaced unless its bytes are the ones the caller read.
-func (s *Store) ReplaceQueued(ctx context.Context, queue string, hint int64, old, updated []byte) (bool, error) {
+// else the first element anywhere in the queue that does. It returns the
+// index replaced, or ok false (and changes nothing) when no element holds
+// old any more: a worker took the job, or it was removed. Workers pop
+// concurrently; an element is never replaced unless its bytes are the ones
+// the caller read. Callers walking a list correct their next hint by how
+// far the element had moved.
+func (s *Store) ReplaceQueued(ctx context.Context, queue string, hint int64, old, updated []byte) (at int64, ok bool, err error) {
 	return s.replaceInList(ctx, s.Keys.Queue(queue), hint, old, updated)
 }
 
 // ReplaceFailure replaces the failure record whose bytes are exactly old
 // with updated, as ReplaceQueued does for queued jobs.
-func (s *Store) ReplaceFailure(ctx context.Context, hint int64, old, updated []byte) (bool, error) {
+func (s *Store) ReplaceFailure(ctx context.Context, hint int64, old, updated []byte) (at int64, ok bool, err error) {
 	return s.replaceInList(ctx, s.Keys.Failed(), hint, old, updated)
 }
 
-func (s *Store) replaceInList(ctx context.Context, key string, hint int64, old, updated []byte) (bool, error) {
+func (s *Store) replaceInList(ctx context.Context, key string, hint int64, old, updated []byte) (int64, bool, error) {
 	n, err := replaceInListScript.Run(ctx, s.rdb, []string{key}, hint, old, updated).Int64()
-	return n == 1, err
+	return n, err == nil && n >= 0, err
 }
 
 // replaceInListScript is a compare-and-set on one list element by value:
 // LSET the element at the hinted index if it still equals ARGV[2], else
 // the first element equal to it (LPOS, Redis 6.0.6 or later), else nothing.
-// KEYS[1] = the list. ARGV = hint index, old bytes, new bytes.
+// KEYS[1] = the list. ARGV = hint index, old bytes, new bytes. Returns the
+// index set, or -1.
 var replaceInListScript = redis.NewScript(`
 local i = tonumber(ARGV[1])
-if redis.call('LINDEX', KEYS[1], i) ~= ARGV[2] then
+if i < 0 or redis.call('LINDEX', KEYS[1], i) ~= ARGV[2] then
   i = redis.call('LPOS', KEYS[1], ARGV[2])
-  if not i then return 0 end
+  if not i then return -1 end
 end
 redis.call('LSET', KEYS[1], i, ARGV[3])
-return 1
+return i
 `)
+
+// PickedUpPayloads returns the jobs parked in every process's pickup lists:
+// moved out of their queue by a blocking pickup, about to be recorded by a
+// worker slot (see BlockingPickup).
+func (s *Store) PickedUpPayloads(ctx context.Context) ([][]byte, error) {
+	prefix := s.Keys.PickupPrefix()
+	iter := s.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 100).Iterator()
+	var out [][]byte
+	for iter.Next(ctx) {
+		vals, err := s.rdb.LRange(ctx, iter.Val(), 0, -1).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vals {
+			out = append(out, []byte(v))
+		}
+	}
+	return out, iter.Err()
+}

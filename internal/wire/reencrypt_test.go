@@ -79,33 +79,52 @@ func TestReplaceInList(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:q", "a", "b", "c", "b")
-	if ok, err := s.ReplaceQueued(bg, "q", 1, []byte("b"), []byte("B1")); err != nil || !ok {
-		t.Fatalf("replace at the hint: %v %v", ok, err)
+	if at, ok, err := s.ReplaceQueued(bg, "q", 1, []byte("b"), []byte("B1")); err != nil || !ok || at != 1 {
+		t.Fatalf("replace at the hint: %d %v %v", at, ok, err)
 	}
 	expect(t, srv, "a\nB1\nc\nb", "LRANGE", "resque:queue:q", "0", "-1")
 	srv.Do(t, "LPOP", "resque:queue:q") // a worker took "a": everything moved up
-	if ok, err := s.ReplaceQueued(bg, "q", 2, []byte("c"), []byte("C")); err != nil || !ok {
-		t.Fatalf("replace after a pop: %v %v", ok, err)
+	if at, ok, err := s.ReplaceQueued(bg, "q", 2, []byte("c"), []byte("C")); err != nil || !ok || at != 1 {
+		t.Fatalf("replace after a pop: %d %v %v", at, ok, err)
 	}
-	if ok, err := s.ReplaceQueued(bg, "q", 3, []byte("b"), []byte("B2")); err != nil || !ok {
-		t.Fatalf("replace past the end: %v %v", ok, err)
+	if at, ok, err := s.ReplaceQueued(bg, "q", 3, []byte("b"), []byte("B2")); err != nil || !ok || at != 2 {
+		t.Fatalf("replace past the end: %d %v %v", at, ok, err)
 	}
 	expect(t, srv, "B1\nC\nB2", "LRANGE", "resque:queue:q", "0", "-1")
-	if ok, err := s.ReplaceQueued(bg, "q", 0, []byte("a"), []byte("A")); err != nil || ok {
+	if _, ok, err := s.ReplaceQueued(bg, "q", 0, []byte("a"), []byte("A")); err != nil || ok {
 		t.Fatalf("replace of a job that is gone: %v %v", ok, err)
 	}
 	expect(t, srv, "B1\nC\nB2", "LRANGE", "resque:queue:q", "0", "-1")
-	if ok, err := s.ReplaceQueued(bg, "missing", 0, []byte("a"), []byte("A")); err != nil || ok {
+	if _, ok, err := s.ReplaceQueued(bg, "missing", -1, []byte("a"), []byte("A")); err != nil || ok {
 		t.Fatalf("replace in a missing queue: %v %v", ok, err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:queue:missing")
 
 	srv.Do(t, "RPUSH", "resque:failed", "f0", "f1")
-	if ok, err := s.ReplaceFailure(bg, 1, []byte("f1"), []byte("F1")); err != nil || !ok {
+	if _, ok, err := s.ReplaceFailure(bg, 1, []byte("f1"), []byte("F1")); err != nil || !ok {
 		t.Fatalf("replace failure: %v %v", ok, err)
 	}
-	if ok, err := s.ReplaceFailure(bg, 0, []byte("f1"), []byte("X")); err != nil || ok {
+	if _, ok, err := s.ReplaceFailure(bg, 0, []byte("f1"), []byte("X")); err != nil || ok {
 		t.Fatalf("replace of a changed failure: %v %v", ok, err)
 	}
 	expect(t, srv, "f0\nF1", "LRANGE", "resque:failed", "0", "-1")
+}
+
+func TestPickedUpPayloads(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	if got, err := s.PickedUpPayloads(bg); err != nil || len(got) != 0 {
+		t.Fatalf("no pickups: %q, %v", got, err)
+	}
+	srv.Do(t, "RPUSH", "resque:queue:q", "j1")
+	srv.Do(t, "RPUSH", "resque:queue:r", "j2")
+	for _, q := range []string{"q", "r"} {
+		if moved, err := s.BlockingPickup(bg, "h:1", q, 0); err != nil || !moved {
+			t.Fatalf("pickup from %s: %v %v", q, moved, err)
+		}
+	}
+	got, err := s.PickedUpPayloads(bg)
+	if err != nil || len(got) != 2 || string(got[0])+string(got[1]) != "j1j2" && string(got[0])+string(got[1]) != "j2j1" {
+		t.Fatalf("picked up: %q, %v", got, err)
+	}
 }

@@ -173,3 +173,40 @@ test("database from the URL and errors", async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /JSON array/);
 });
+
+// The test vector of docs/protocol.md ("Signing and encryption envelope"),
+// also checked by internal/envelope/vector_test.go on the Go side.
+test("resq-envelope.js matches the protocol's test vector", () => {
+  const crypto = require("node:crypto");
+  const env = require("../resq-envelope");
+  const seq = (from, n) => Buffer.from(Array.from({ length: n }, (_, i) => from + i));
+  const edPub = crypto
+    .createPublicKey(crypto.createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seq(0x20, 32)]), format: "der", type: "pkcs8" }))
+    .export({ format: "jwk" }).x;
+  const hmacKey = { id: "s1", type: "hmac-sha256", secret: seq(0x00, 32).toString("base64") };
+  const edKey = { id: "s1", type: "ed25519", private: Buffer.concat([seq(0x20, 32), Buffer.from(edPub, "base64url")]).toString("base64") };
+  const encKey = { id: "e1", type: "aes-256-gcm", secret: seq(0x40, 32).toString("base64") };
+  const meta = { class: "SendWelcome", queue: "mail", id: "0123456789abcdef0123456789abcdef", enqueuedAt: "1705314225.123" };
+  const args = '[{"user_id":42}]';
+
+  assert.equal(env.associatedData(meta).toString(), "resq-enc-v1\n11:SendWelcome,4:mail,32:0123456789abcdef0123456789abcdef,");
+  const plainMsg = env.signingMessage(meta, args, null);
+  assert.equal(plainMsg.toString(), 'resq-sig-v1\n11:SendWelcome,4:mail,32:0123456789abcdef0123456789abcdef,14:1705314225.123,16:[{"user_id":42}],0:,0:,0:,');
+  const enc = env.encrypt(encKey, meta, Buffer.from(args), seq(0x60, 12));
+  assert.equal(enc.ct.toString("base64"), "91MrcHTx4vlg5VsMMbQhVo96rROXVSBvaVSpFdTmBVI=");
+  const encMsg = env.signingMessage(meta, "[]", enc);
+  assert.equal(env.sign(hmacKey, plainMsg).toString("base64"), "qcRg504Z9bUl5cHLspFShJaZQd+AxNQxuc4GP4cL+3Q=");
+  assert.equal(env.sign(edKey, plainMsg).toString("base64"), "+CH2wQMyNHKLEzI3gdIsn2DhLfT6eHENQt9B+vwBWEx/6QLdm98sB04JluHNzdh/8acF3ZXjbhMiW/7s17F6CQ==");
+  assert.equal(env.sign(hmacKey, encMsg).toString("base64"), "2SYCxB7aQtxRFm0xtEzg/VyDGIeBv6o7lkYnZSDfe2s=");
+  assert.equal(env.sign(edKey, encMsg).toString("base64"), "A7bsHgppa5hBi3mj4AhzN2Aagt40wmvfOYgg3KcOrcgeMyETRaIPq3BnggdVnkpv9DEjzTOv6RQYRUh8XTuODw==");
+
+  // sealPayload writes the fields in resq's order, args and enqueued_at as signed.
+  const keyring = { version: 1, signing: { primary: "s1", keys: [hmacKey] }, encryption: { primary: "e1", keys: [encKey] } };
+  const sealed = env.sealPayload(keyring, { queue: "mail", klass: "SendWelcome", args: [{ user_id: 42 }], id: meta.id, enqueuedAt: meta.enqueuedAt, encrypt: true, nonce: seq(0x60, 12) });
+  assert.equal(
+    sealed.payload,
+    '{"class":"SendWelcome","args":[],"id":"0123456789abcdef0123456789abcdef","enqueued_at":1705314225.123,' +
+      '"enc":{"kid":"e1","nonce":"YGFiY2RlZmdoaWpr","ct":"91MrcHTx4vlg5VsMMbQhVo96rROXVSBvaVSpFdTmBVI="},' +
+      '"kid":"s1","sig":"2SYCxB7aQtxRFm0xtEzg/VyDGIeBv6o7lkYnZSDfe2s="}',
+  );
+});

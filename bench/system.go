@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// jobArgs is every job's argument, in each system's own encoding: a sequence
+// number and the enqueue time in microseconds since the Unix epoch (exact in
+// a float64, which some peers decode numbers into).
+type jobArgs struct {
+	N int64 `json:"n"`
+	T int64 `json:"t"`
+}
+
+// enqueueFunc enqueues one job with the system's normal enqueue call and
+// returns that call's error. It is safe for concurrent use.
+type enqueueFunc func(ctx context.Context, a jobArgs) error
+
+// system is one job library driven through its normal public API.
+type system interface {
+	// producer prepares a client for `producers` concurrent goroutines.
+	producer(ctx context.Context, addr string, producers int) (enqueueFunc, error)
+	// startWorker starts a worker with the given concurrency whose handler
+	// calls done for every job it runs. It returns at once.
+	startWorker(ctx context.Context, addr string, concurrency int, done func(jobArgs)) error
+	// queued returns the number of jobs waiting in the bench queue.
+	queued(r *resp) (int64, error)
+	// finished reports whether the system's own bookkeeping in Redis shows
+	// n jobs completed (acknowledged, counted), using at most one command.
+	finished(r *resp, n int) (bool, error)
+}
+
+// systemInfo describes a system for the plan, the table and the docs.
+type systemInfo struct {
+	name string
+	new  func() system
+	// checked: the enqueue call reads Redis's reply and returns its error.
+	checked bool
+	// tests the system takes part in.
+	tests []string
+	// mode of resq's job isolation ("" for peers).
+	mode string
+	// peer is true for the libraries resq is compared with.
+	peer bool
+}
+
+// systems are all known systems. resq's isolation modes are separate
+// systems so that each is measured in its own process:
+//
+//	resq        in-process handlers (resq.Handle)
+//	resq-exec   every job runs /bin/true (resq.Worker.HandleCommand, the
+//	            --exec mode): fork+exec cost, process test only
+//	resq-poll   resq with DisableBlockingPickup (polling only, backing off
+//	            from 2 ms to PollInterval): latency test only, to show what
+//	            the blocking pickup buys
+//	resq-warm   (issue 4, not wired yet) handlers in a warm child process
+//	            (HandlerOptions.Isolation = resq.ChildProcess). The child
+//	            re-executes this binary with RESQ_* variables removed, so
+//	            main must first check resq.InChildProcess() and then only
+//	            register the Noop handler and call Worker.Run; count jobs
+//	            with OnJobDone as resq-exec does.
+var systems = []systemInfo{
+	{name: "resq", new: newResq, checked: true, tests: []string{"enqueue", "process", "latency"}, mode: "in-process"},
+	{name: "resq-exec", new: newResqExec, checked: true, tests: []string{"process"}, mode: "exec"},
+	{name: "resq-poll", new: newResqPoll, checked: true, tests: []string{"latency"}, mode: "in-process, polling"},
+	{name: "goworker", new: newGoworker, checked: false, tests: []string{"enqueue", "process", "latency"}, peer: true},
+	{name: "asynq", new: newAsynq, checked: true, tests: []string{"enqueue", "process", "latency"}, peer: true},
+	{name: "gocraft", new: newGocraft, checked: true, tests: []string{"enqueue", "process", "latency"}, peer: true},
+}
+
+func lookupSystem(name string) (systemInfo, error) {
+	for _, s := range systems {
+		if s.name == name {
+			return s, nil
+		}
+	}
+	names := make([]string, len(systems))
+	for i, s := range systems {
+		names[i] = s.name
+	}
+	sort.Strings(names)
+	return systemInfo{}, fmt.Errorf("unknown system %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+func (s systemInfo) runs(test string) bool {
+	for _, t := range s.tests {
+		if t == test {
+			return true
+		}
+	}
+	return false
+}

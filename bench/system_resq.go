@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/resq-go/resq"
+)
+
+// resq with its defaults: namespace "resque", ConnConfig's default pool,
+// WorkerConfig defaults except Queues and Concurrency (blocking pickup on;
+// PollInterval 1 s, polls of empty queues back off from 2 ms to it).
+const (
+	resqQueue = "bench"
+	resqClass = "Noop"
+)
+
+type resqSystem struct {
+	exec bool // every job runs /bin/true (HandleCommand, the --exec mode)
+	poll bool // DisableBlockingPickup: polling only
+}
+
+func newResq() system     { return &resqSystem{} }
+func newResqExec() system { return &resqSystem{exec: true} }
+func newResqPoll() system { return &resqSystem{poll: true} }
+
+func resqConn(addr string) (*resq.Conn, error) {
+	return resq.Open(resq.ConnConfig{
+		URL:    "redis://" + addr + "/0",
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+}
+
+func (s *resqSystem) producer(ctx context.Context, addr string, producers int) (enqueueFunc, error) {
+	conn, err := resqConn(addr)
+	if err != nil {
+		return nil, err
+	}
+	client := resq.NewClient(conn, resq.ClientConfig{})
+	return func(ctx context.Context, a jobArgs) error {
+		_, err := client.Enqueue(ctx, resqQueue, resqClass, a)
+		return err
+	}, nil
+}
+
+func (s *resqSystem) startWorker(ctx context.Context, addr string, concurrency int, done func(jobArgs)) error {
+	conn, err := resqConn(addr)
+	if err != nil {
+		return err
+	}
+	cfg := resq.WorkerConfig{Queues: []string{resqQueue}, Concurrency: concurrency, DisableBlockingPickup: s.poll}
+	if s.exec {
+		// The command's exit is the job's end: count it from the outcome hook.
+		cfg.OnJobDone = func(ev resq.JobEvent) {
+			if ev.Outcome == resq.OutcomeDone {
+				done(jobArgs{})
+			}
+		}
+	}
+	w, err := resq.NewWorker(conn, cfg)
+	if err != nil {
+		return err
+	}
+	if s.exec {
+		w.HandleCommand(resqClass, resq.Command{Path: "/bin/true"})
+	} else {
+		resq.Handle(w, resqClass, func(ctx context.Context, a jobArgs) error {
+			done(a)
+			return nil
+		})
+	}
+	go func() {
+		if err := w.Run(ctx); err != nil {
+			fatalf("resq worker: %v", err)
+		}
+	}()
+	return nil
+}
+
+func (s *resqSystem) queued(r *resp) (int64, error) {
+	return r.int("LLEN", "resque:queue:"+resqQueue)
+}
+
+// finished: stat:processed is incremented in the same MULTI that deletes the
+// slot's in-flight record, so reaching n means every ack is written.
+func (s *resqSystem) finished(r *resp, n int) (bool, error) {
+	v, err := r.int("GET", "resque:stat:processed")
+	return v >= int64(n), err
+}

@@ -1,0 +1,114 @@
+package isolate
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// cpuTimeOf returns the user+system CPU time pid has used, from
+// /proc/<pid>/stat.
+func cpuTimeOf(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	fields := bytes.Fields(b[i+1:])
+	// fields[0] is the state (field 3); utime and stime are fields 14, 15.
+	if len(fields) < 13 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	ut, err1 := strconv.ParseInt(string(fields[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(fields[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("malformed /proc stat")
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// ProcessesWithEnv returns the pids of live (non-zombie) processes whose
+// environment holds the exact entry ("KEY=VALUE"). Processes whose
+// environment this process may not read are not seen. It reads every
+// process's /proc entry, which is slow (milliseconds per hundred processes):
+// it is for sweeps after a kill and for tests, not for every job.
+func ProcessesWithEnv(entry string) []int {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	want := []byte(entry)
+	self := os.Getpid()
+	var out []int
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + n + "/environ")
+		if err != nil || len(env) == 0 {
+			continue // gone, not ours, or a zombie (empty environ)
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// KillProcessesWithEnv sends SIGKILL to every process whose environment
+// holds entry, until none is left (processes forked during a sweep are
+// caught by the next one) or a second has passed. It returns how many
+// processes it killed.
+func KillProcessesWithEnv(entry string) int {
+	killed := 0
+	deadline := time.Now().Add(time.Second)
+	for {
+		pids := ProcessesWithEnv(entry)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return killed
+		}
+		for _, pid := range pids {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// groupAlive reports whether any process is left in process group pgid.
+func groupAlive(pgid int) bool {
+	err := syscall.Kill(-pgid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// RSS returns the resident set size of this process, from /proc/self/statm.
+func RSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(string(f[1]), 10, 64)
+	return pages * int64(os.Getpagesize())
+}
