@@ -492,7 +492,13 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			w.wantPickup.Store(false)
 		}
 		if len(got) == 0 {
-			if !sleep(backoff) {
+			d := backoff
+			if !w.cfg.DisableBlockingPickup && len(queues) <= maxPickers {
+				// Every queue has a blocking pickup that wakes this loop as
+				// soon as a job arrives: polling is only a fallback.
+				d = w.cfg.PollInterval
+			}
+			if !sleep(d) {
 				return
 			}
 			backoff = min(backoff*2, w.cfg.PollInterval)
