@@ -108,6 +108,21 @@ type EnqueueParams struct {
 
 // EnqueueWith pushes one job.
 func (c *Client) EnqueueWith(ctx context.Context, p EnqueueParams) (*Enqueued, error) {
+	job, err := c.prepare(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.push(ctx, job); err != nil {
+		if errors.Is(err, ErrDontEnqueue) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w", job.Class, job.Queue, err)
+	}
+	return &Enqueued{ID: job.ID, Class: job.Class, Queue: job.Queue, Size: len(job.payload)}, nil
+}
+
+// prepare validates and encodes a job's arguments and checks the limits.
+func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 	queue, class := p.Queue, p.Class
 	if err := checkNames(queue, class); err != nil {
 		return nil, err
@@ -146,18 +161,90 @@ func (c *Client) EnqueueWith(ctx context.Context, p EnqueueParams) (*Enqueued, e
 	if encrypt && !c.cfg.Keyring.CanEncrypt() {
 		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
 	}
-	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.Now(), Encrypted: encrypt}
-	if err := c.push(ctx, job); err != nil {
-		if errors.Is(err, ErrDontEnqueue) {
-			return nil, err
+	return &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.Now(), Encrypted: encrypt}, nil
+}
+
+// BatchResult is the outcome of one job of EnqueueBatch.
+type BatchResult struct {
+	Job *Enqueued // set when the job reached Redis
+	Err error     // why it did not (ErrDontEnqueue when middleware vetoed it)
+}
+
+// EnqueueBatch pushes many jobs in one pipelined round trip and checks every
+// reply; each job goes through validation, limits, signing and middleware as
+// with EnqueueWith. The returned slice has one result per job, in order; the
+// error is non-nil when any job did not reach Redis. Jobs for capped queues
+// (ClientConfig.QueueCaps) are pushed one at a time. Enqueue middleware runs
+// per job before the batch is written, so code after next() in a middleware
+// sees the job accepted into the batch, not yet in Redis.
+func (c *Client) EnqueueBatch(ctx context.Context, jobs []EnqueueParams) ([]BatchResult, error) {
+	out := make([]BatchResult, len(jobs))
+	var pending []*Job
+	var idx []int
+	var current int
+	collect := EnqueueFunc(func(ctx context.Context, job *Job) error {
+		if err := c.encode(job); err != nil {
+			return err
 		}
-		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
+		if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
+			return c.pushOne(ctx, job)
+		}
+		pending = append(pending, job)
+		idx = append(idx, current)
+		return nil
+	})
+	for i := len(c.cfg.Middleware) - 1; i >= 0; i-- {
+		collect = c.cfg.Middleware[i](collect)
 	}
-	return &Enqueued{ID: job.ID, Class: job.Class, Queue: job.Queue, Size: len(job.payload)}, nil
+	failed := 0
+	for i, p := range jobs {
+		current = i
+		job, err := c.prepare(ctx, p)
+		if err == nil {
+			n := len(pending)
+			err = collect(ctx, job)
+			if err == nil && len(pending) == n { // pushed on its own (capped queue)
+				out[i].Job = &Enqueued{ID: job.ID, Class: job.Class, Queue: job.Queue, Size: len(job.payload)}
+			}
+		}
+		if err != nil {
+			out[i].Err = err
+			failed++
+		}
+	}
+	if len(pending) > 0 {
+		items := make([]wire.QueuedPayload, len(pending))
+		for i, j := range pending {
+			items[i] = wire.QueuedPayload{Queue: j.Queue, Payload: j.payload}
+		}
+		errs := c.store.PushMany(ctx, items)
+		for k, j := range pending {
+			i := idx[k]
+			if errs[k] != nil {
+				out[i].Err = fmt.Errorf("enqueue %s to queue %s: %w", j.Class, j.Queue, errs[k])
+				failed++
+				continue
+			}
+			out[i].Job = &Enqueued{ID: j.ID, Class: j.Class, Queue: j.Queue, Size: len(j.payload)}
+		}
+	}
+	if failed > 0 {
+		return out, fmt.Errorf("enqueue batch: %d of %d jobs did not reach Redis (see the results)", failed, len(jobs))
+	}
+	return out, nil
 }
 
 // write is the innermost EnqueueFunc: seal, encode, check and push.
 func (c *Client) write(ctx context.Context, job *Job) error {
+	if err := c.encode(job); err != nil {
+		return err
+	}
+	return c.pushOne(ctx, job)
+}
+
+// encode seals (signs, encrypts) and encodes a job's payload, then checks its
+// size.
+func (c *Client) encode(job *Job) error {
 	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}
 	if k := c.cfg.Keyring; k != nil && (k.CanSign() || job.Encrypted) {
 		meta := envelope.Meta{Class: job.Class, Queue: job.Queue, ID: job.ID, EnqueuedAt: wire.EnqueuedAtText(job.EnqueuedAt)}
@@ -174,9 +261,11 @@ func (c *Client) write(ctx context.Context, job *Job) error {
 		}
 	}
 	job.payload = np.Encode()
-	if err := c.cfg.Limits.envelope().CheckSize(len(job.payload)); err != nil {
-		return err
-	}
+	return c.cfg.Limits.envelope().CheckSize(len(job.payload))
+}
+
+// pushOne writes one encoded job to Redis.
+func (c *Client) pushOne(ctx context.Context, job *Job) error {
 	if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
 		n, pushed, err := c.store.PushCapped(ctx, job.Queue, job.payload, limit)
 		if err != nil {

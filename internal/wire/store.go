@@ -35,15 +35,53 @@ func (s *Store) ServerTime(ctx context.Context) (time.Time, error) {
 	return s.rdb.Time(ctx).Result()
 }
 
-// Push enqueues one payload as Ruby does (SADD queues, RPUSH queue:<q>), in a
-// MULTI/EXEC so that both happen or neither does. Every reply is checked.
+// Push enqueues one payload as Ruby does: SADD queues, then RPUSH
+// queue:<q>, pipelined in one round trip (Ruby does not use MULTI either; if
+// the RPUSH fails after the SADD, only an empty queue name is left). Every
+// reply is checked.
 func (s *Store) Push(ctx context.Context, queue string, payload []byte) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, s.Keys.Queues(), queue)
 		p.RPush(ctx, s.Keys.Queue(queue), payload)
 		return nil
 	})
 	return err
+}
+
+// QueuedPayload is one job for PushMany.
+type QueuedPayload struct {
+	Queue   string
+	Payload []byte
+}
+
+// PushMany enqueues many payloads in one pipeline: one SADD per distinct
+// queue, then an RPUSH per job, in order. It returns one error per item (nil
+// when that job's RPUSH succeeded).
+func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
+	errs := make([]error, len(items))
+	cmds := make([]*redis.IntCmd, len(items))
+	queues := map[string]bool{}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, it := range items {
+			if !queues[it.Queue] {
+				queues[it.Queue] = true
+				p.SAdd(ctx, s.Keys.Queues(), it.Queue)
+			}
+		}
+		for i, it := range items {
+			cmds[i] = p.RPush(ctx, s.Keys.Queue(it.Queue), it.Payload)
+		}
+		return nil
+	})
+	for i, c := range cmds {
+		switch {
+		case c.Err() != nil:
+			errs[i] = c.Err()
+		case err != nil && c.Val() == 0:
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // PushCapped enqueues like Push but refuses when the queue already holds
