@@ -51,7 +51,7 @@ const (
 	DefaultOutputKill   = 64 << 20
 	DefaultKillGrace    = 2 * time.Second
 	DefaultChildMaxJobs = 1000
-	childStartTimeout   = 30 * time.Second
+	childStartTimeout   = 10 * time.Second
 )
 
 // ChildLimits are hard limits on a job's child process, for --exec
@@ -418,7 +418,7 @@ func (w *Worker) serveChild() error {
 		cur.mu.Unlock()
 		resp := w.runChildJob(ctx, req)
 		cancel()
-		if conn.Reply(resp) != nil {
+		if conn.Reply(req, resp) != nil {
 			break
 		}
 	}

@@ -66,9 +66,9 @@ func (j *jobLimitFlags) limits() (resq.ChildLimits, map[string]int, error) {
 // describe is the limits part of the start-up log line.
 func (j *jobLimitFlags) describe() string {
 	parts := []string{(isolate.Limits{Memory: j.memory, CPUTime: j.cpu, Procs: j.procs, Files: j.files}).String()}
-	parts = append(parts, "output kept "+formatSize(j.maxOutput)+" per stream")
+	parts = append(parts, "output kept "+isolate.FormatBytes(j.maxOutput)+" per stream")
 	if j.outputKill > 0 {
-		parts = append(parts, "killed over "+formatSize(j.outputKill)+" written")
+		parts = append(parts, "killed over "+isolate.FormatBytes(j.outputKill)+" written")
 	}
 	return strings.Join(parts, ", ")
 }

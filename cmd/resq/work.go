@@ -50,7 +50,7 @@ with cgroup v2 when the worker runs in a delegated cgroup, else with rlimits
 (a process limit then runs each job under a uid of its own, which needs
 root); the worker logs which, per class, at start-up. A job that hits a
 limit fails with a record naming it (Resq::ResourceLimit: "memory limit
-256MiB exceeded", Resq::Timeout: "timeout after 30s"); processes a job
+256 MiB exceeded", Resq::Timeout: "timeout after 30s"); processes a job
 leaves behind are killed and fail it. --class-concurrency CLASS=N caps how
 many jobs of CLASS run at once across all workers.
 

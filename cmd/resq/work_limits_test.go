@@ -72,7 +72,8 @@ func TestWorkLimitsHostileJobs(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	took := time.Since(start)
-	if rss := isolate.RSS(); rss > 400<<20 {
+	rss := isolate.RSS()
+	if rss > 400<<20 {
 		t.Errorf("worker RSS %s", isolate.FormatBytes(rss))
 	}
 	b.cancel()
@@ -101,9 +102,9 @@ func TestWorkLimitsHostileJobs(t *testing.T) {
 	}
 	logs := b.stderr.String()
 	mustContain(t, "work log", logs, `msg="job isolation"`, "class=MemBomb", "mode=command",
-		"RLIMIT_DATA", `job_limits="memory 256 MiB, open files 256, output kept 4KiB per stream, killed over 4MiB written"`)
+		"RLIMIT_DATA", `job_limits="memory 256 MiB, open files 256, output kept 4 KiB per stream, killed over 4 MiB written"`)
 	noJobProcesses(t, ids["MemBomb"], ids["FDs"], ids["Flood"], ids["OK"])
-	t.Logf("4 jobs (3 hostile) in %s", took.Round(time.Millisecond))
+	t.Logf("4 jobs (3 hostile) in %s; worker (test process) RSS %s", took.Round(time.Millisecond), isolate.FormatBytes(rss))
 }
 
 // TestWorkTimeoutIgnoringTERM: a busy loop that ignores SIGTERM is killed

@@ -78,6 +78,7 @@ type Child struct {
 	buf     []byte   // response bytes read but not yet parsed
 	rbuf    []byte
 	exited  chan struct{} // closed when the process has been reaped
+	outDone chan struct{} // closed when its output has been read to the end
 	out     *tailBuffer
 	meter   *outputMeter
 	flooded atomic.Bool
@@ -142,7 +143,7 @@ func (s *Sandbox) StartChild(c ChildCommand) (*Child, error) {
 	cancelR.Close()
 	outW.Close()
 	ch := &Child{c: c, cmd: cmd, t: t, reqW: reqW, respR: respR, cancelW: cancelW,
-		rbuf: make([]byte, 64<<10), exited: make(chan struct{}), meter: newOutputMeter(0, false)}
+		rbuf: make([]byte, 64<<10), exited: make(chan struct{}), outDone: make(chan struct{}), meter: newOutputMeter(0, false)}
 	ch.meter.onFlood = func() {
 		ch.flooded.Store(true)
 		_ = ch.respR.SetReadDeadline(time.Now()) // wakes a Call waiting for the result
@@ -151,6 +152,7 @@ func (s *Sandbox) StartChild(c ChildCommand) (*Child, error) {
 	go func() {
 		_, _ = io.Copy(ch.out, outR)
 		outR.Close()
+		close(ch.outDone)
 	}()
 	go func() {
 		_ = cmd.Wait()
@@ -237,6 +239,7 @@ func (ch *Child) Call(ctx context.Context, req *Request, stated time.Duration) (
 	ch.seq++
 	ch.jobs++
 	req.Seq = ch.seq
+	req.ReportCPU = ch.c.Limits.CPUTime > 0
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = max(int64(time.Until(dl)), 1)
 	}
@@ -281,7 +284,9 @@ func (ch *Child) Call(ctx context.Context, req *Request, stated time.Duration) (
 			if r.Seq != req.Seq || r.ready {
 				continue // a cancelled job's late answer
 			}
-			ch.cpu = time.Duration(r.CPU)
+			if req.ReportCPU {
+				ch.cpu = time.Duration(r.CPU)
+			}
 			return r, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			now := time.Now()
@@ -311,6 +316,7 @@ func (ch *Child) Call(ctx context.Context, req *Request, stated time.Duration) (
 func (ch *Child) diedMidJob() error {
 	ch.kill()
 	<-ch.exited
+	ch.drainOutput()
 	if ch.t.cg != nil {
 		if e := ch.t.cg.exceeded(ch.c.Limits); e != nil {
 			return e
@@ -322,7 +328,17 @@ func (ch *Child) diedMidJob() error {
 	return ch.exitError()
 }
 
+// drainOutput waits until a dead child's last words (a runtime's "out of
+// memory") have been read from its output pipe.
+func (ch *Child) drainOutput() {
+	select {
+	case <-ch.outDone:
+	case <-time.After(time.Second):
+	}
+}
+
 func (ch *Child) exitError() error {
+	ch.drainOutput()
 	status := "exited"
 	if ps := ch.cmd.ProcessState; ps != nil {
 		status = ps.String()
@@ -397,12 +413,6 @@ func OpenChildConn() (*ChildConn, error) {
 		}
 		// Programs the handler starts must not inherit the job pipes.
 		syscall.CloseOnExec(fd)
-		// Non-blocking: reads park the goroutine in the netpoller instead of
-		// holding a thread (and its P) in read(2), which the runtime's
-		// monitor would otherwise keep taking back, every 20 µs.
-		if err := syscall.SetNonblock(fd, true); err != nil {
-			return nil, fmt.Errorf("resq child: fd %d: %w", fd, err)
-		}
 	}
 	// Nor the marker.
 	os.Unsetenv(childEnv)
@@ -414,7 +424,7 @@ func OpenChildConn() (*ChildConn, error) {
 }
 
 // Ready tells the worker that the child serves.
-func (c *ChildConn) Ready() error { return c.write(&Response{ready: true}) }
+func (c *ChildConn) Ready() error { return c.write(&Response{ready: true, CPU: int64(SelfCPU())}) }
 
 // Read returns the next job; io.EOF when the worker closed the pipe.
 func (c *ChildConn) Read() (*Request, error) { return ReadRequest(c.br) }
@@ -424,11 +434,15 @@ func (c *ChildConn) Read() (*Request, error) { return ReadRequest(c.br) }
 // its own.
 func (c *ChildConn) ReadCancel() (uint64, error) { return readCancel(c.cancel) }
 
-// Reply sends a job's outcome.
-func (c *ChildConn) Reply(r *Response) error { return c.write(r) }
+// Reply sends the outcome of req.
+func (c *ChildConn) Reply(req *Request, r *Response) error {
+	if req.ReportCPU {
+		r.CPU = int64(SelfCPU())
+	}
+	return c.write(r)
+}
 
 func (c *ChildConn) write(r *Response) error {
-	r.CPU = int64(SelfCPU())
 	b := encodeResponse(r)
 	c.mu.Lock()
 	defer c.mu.Unlock()

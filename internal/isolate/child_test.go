@@ -61,7 +61,7 @@ func init() {
 				os.Stdout.Write(b)
 			}
 		}
-		if err := conn.Reply(resp); err != nil {
+		if err := conn.Reply(req, resp); err != nil {
 			os.Exit(2)
 		}
 	}
@@ -149,9 +149,11 @@ func TestWarmChildLimits(t *testing.T) {
 			if !tc.check(err) {
 				t.Fatalf("err = %v", err)
 			}
-			if took := time.Since(start); took > tc.within {
+			took := time.Since(start)
+			if took > tc.within {
 				t.Fatalf("took %s", took)
 			}
+			t.Logf("%v after %s", err, took.Round(time.Millisecond))
 			if !ch.Dead() {
 				t.Fatal("the child is still alive after a limit hit")
 			}

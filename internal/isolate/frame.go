@@ -35,7 +35,10 @@ type Request struct {
 	EnqueuedAt, StartedAt int64 // Unix nanoseconds; 0 for none
 	Timeout               int64 // nanoseconds the handler may run; 0 for none
 	Encrypted, Signed     bool
-	Args                  []byte
+	// ReportCPU asks for the child's CPU time in the response (a worker
+	// enforcing a CPU-time limit needs it; others spare the syscall).
+	ReportCPU bool
+	Args      []byte
 }
 
 // Status of a job run in a child.
@@ -86,6 +89,9 @@ func encodeRequest(r *Request) []byte {
 		}
 		if r.Signed {
 			flags |= 2
+		}
+		if r.ReportCPU {
+			flags |= 4
 		}
 		b = b.uvarint(r.Seq).str(r.Class).str(r.Queue).str(r.ID).str(r.WorkerID)
 		b = b.uvarint(uint64(r.EnqueuedAt)).uvarint(uint64(r.StartedAt)).uvarint(uint64(r.Timeout)).uvarint(flags)
@@ -185,7 +191,7 @@ func ReadRequest(br *bufio.Reader) (*Request, error) {
 		r.Class, r.Queue, r.ID, r.WorkerID = fr.str(), fr.str(), fr.str(), fr.str()
 		r.EnqueuedAt, r.StartedAt, r.Timeout = int64(fr.uvarint()), int64(fr.uvarint()), int64(fr.uvarint())
 		flags := fr.uvarint()
-		r.Encrypted, r.Signed = flags&1 != 0, flags&2 != 0
+		r.Encrypted, r.Signed, r.ReportCPU = flags&1 != 0, flags&2 != 0, flags&4 != 0
 		r.Args = fr.bytes()
 	default:
 		return nil, fmt.Errorf("unknown request frame %q", typ)

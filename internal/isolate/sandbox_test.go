@@ -113,6 +113,7 @@ func TestRunTimeoutKillsLoopThatIgnoresTERM(t *testing.T) {
 	if took > 2*time.Second {
 		t.Fatalf("killed after %s; the limit is 500ms + 300ms grace", took)
 	}
+	t.Logf("%v after %s", err, res.Duration.Round(time.Millisecond))
 	noSurvivors(t, m)
 }
 
@@ -130,6 +131,7 @@ func TestRunOutputFloodIsKilled(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("flood ran for %s", took)
 	}
+	t.Logf("%v after %s", err, res.Duration.Round(time.Millisecond))
 	noSurvivors(t, m)
 }
 
@@ -144,6 +146,7 @@ func TestRunMemoryLimit(t *testing.T) {
 	if res.ExitCode == 0 || strings.Contains(string(res.Stdout), "allocated") {
 		t.Fatalf("the bomb allocated 1 GiB under a 256 MiB limit: %+v", res)
 	}
+	t.Logf("%v after %s", err, res.Duration.Round(time.Millisecond))
 	noSurvivors(t, m)
 }
 
@@ -163,6 +166,7 @@ func TestRunCPULimit(t *testing.T) {
 	if took := time.Since(start); took > 20*time.Second {
 		t.Fatalf("took %s", took)
 	}
+	t.Logf("%v after %s", err, res.Duration.Round(time.Millisecond))
 	noSurvivors(t, m)
 }
 
@@ -177,6 +181,7 @@ func TestRunFileLimit(t *testing.T) {
 	if !strings.Contains(string(res.Stderr), "too many open files") {
 		t.Fatalf("stderr = %s", res.Stderr)
 	}
+	t.Logf("%v after %s", err, res.Duration.Round(time.Millisecond))
 	noSurvivors(t, m)
 }
 
