@@ -22,13 +22,28 @@
 // fetcher pops jobs for all idle slots in one round trip; the pop and the
 // slot's "working on" record are written in one atomic step.
 //
+// Client.EnqueueBatch pushes many jobs in one pipelined round trip with every
+// reply checked. An idle worker waits on its queues with a blocking pickup
+// (BLMOVE into a per-process list in Redis), so new jobs start within
+// milliseconds without polling.
+//
 // # Security
 //
-// Only classes registered with Handle or HandleFunc ever run: a job naming
-// any other class becomes a failure record and nothing is looked up by name.
-// Arguments are decoded strictly into the handler's declared type. Logs carry
-// job id, class, queue, sizes and durations, never argument values. See
-// docs/security.md.
+// Only classes registered with Handle, HandleFunc or HandleCommand ever run:
+// a job naming any other class becomes a failure record and nothing is
+// looked up by name. Payloads are checked against size, depth and argument
+// limits before they are decoded, duplicate keys are refused, and arguments
+// are decoded strictly into the handler's declared type and validated. With
+// a Keyring, jobs are signed (HMAC-SHA256 or Ed25519) and their arguments
+// can be encrypted (AES-256-GCM); workers refuse unsigned, forged, altered
+// or moved jobs. Secret fields (struct tag `resq:"secret"`, well-known names)
+// are redacted wherever arguments are shown. A handler class can run in
+// warm child processes under memory, CPU, process and file limits
+// (HandlerOptions.Isolation = ChildProcess); a program that embeds a Worker
+// with such handlers must reach Worker.Run with the same handlers registered,
+// because the child re-executes it (InChildProcess reports child mode). Logs
+// carry job id, class, queue, sizes and durations, never argument values.
+// See docs/security.md.
 package resq
 
 import (
