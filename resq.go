@@ -109,6 +109,12 @@ func Open(cfg ConnConfig) (*Conn, error) {
 	if cfg.PoolSize > 0 {
 		opt.PoolSize = cfg.PoolSize
 	}
+	if opt.Protocol == 0 {
+		// RESP2, as Ruby's client speaks: resq uses no RESP3 feature, and
+		// RESP3's per-reply push-notification check costs CPU on every call.
+		// "?protocol=3" in the URL overrides.
+		opt.Protocol = 2
+	}
 	opt.MaxRetries = 2
 	opt.DialTimeout = 3 * time.Second
 	opt.ReadTimeout = 5 * time.Second

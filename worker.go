@@ -202,9 +202,10 @@ func (w *Worker) poke() {
 
 // slot is one concurrent job runner with its own Resque worker id.
 type slot struct {
-	idx  int
-	id   string
-	jobs chan wire.Fetched
+	idx     int
+	id      string
+	jobs    chan wire.Fetched
+	ackDone chan struct{} // the acker's "written" signal, reused per job
 
 	mu        sync.Mutex
 	current   *wire.Fetched
@@ -281,7 +282,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	idle := make(chan int, len(w.ids))
 	var slotWG sync.WaitGroup
 	for i, id := range w.ids {
-		slots[i] = &slot{idx: i, id: id, jobs: make(chan wire.Fetched, 1)}
+		slots[i] = &slot{idx: i, id: id, jobs: make(chan wire.Fetched, 1), ackDone: make(chan struct{}, 1)}
 		idle <- i
 		slotWG.Add(1)
 		go func(s *slot) {
@@ -546,7 +547,7 @@ func (w *Worker) runSlot(hardCtx context.Context, s *slot, acker *acker, idle ch
 		if requeue {
 			w.requeue(s, f)
 		} else {
-			acker.submit(ack)
+			acker.submit(ack, s.ackDone)
 		}
 		idle <- s.idx
 	}
@@ -847,8 +848,9 @@ func newAcker(w *Worker) *acker {
 	return &acker{w: w, reqs: make(chan ackReq, len(w.ids))}
 }
 
-func (a *acker) submit(ack wire.Ack) {
-	done := make(chan struct{})
+// submit hands an ack to the batch writer and waits until it is written.
+// done is the slot's own channel (buffered 1), reused for every job.
+func (a *acker) submit(ack wire.Ack, done chan struct{}) {
 	a.reqs <- ackReq{ack: ack, done: done}
 	<-done
 }
@@ -893,7 +895,7 @@ func (a *acker) loop() {
 			backoff = min(backoff*2, 5*time.Second)
 		}
 		for _, b := range batch {
-			close(b.done)
+			b.done <- struct{}{}
 		}
 	}
 }
