@@ -56,6 +56,10 @@ type systemInfo struct {
 //	resq-poll   resq with DisableBlockingPickup (polling only, backing off
 //	            from 2 ms to PollInterval): latency test only, to show what
 //	            the blocking pickup buys
+//	resq-batch  resq's producer with Client.EnqueueBatch: each producer
+//	            goroutine hands jobs to a buffer that is pushed, every reply
+//	            checked, in pipelines of 100 (and after 2 ms of quiet);
+//	            enqueue test only
 //	resq-warm   (issue 4, not wired yet) handlers in a warm child process
 //	            (HandlerOptions.Isolation = resq.ChildProcess). The child
 //	            re-executes this binary with RESQ_* variables removed, so
@@ -65,6 +69,7 @@ type systemInfo struct {
 var systems = []systemInfo{
 	{name: "resq", new: newResq, checked: true, tests: []string{"enqueue", "process", "latency"}, mode: "in-process"},
 	{name: "resq-exec", new: newResqExec, checked: true, tests: []string{"process"}, mode: "exec"},
+	{name: "resq-batch", new: newResqBatch, checked: true, tests: []string{"enqueue"}, mode: "batch of 100"},
 	{name: "resq-poll", new: newResqPoll, checked: true, tests: []string{"latency"}, mode: "in-process, polling"},
 	{name: "goworker", new: newGoworker, checked: false, tests: []string{"enqueue", "process", "latency"}, peer: true},
 	{name: "asynq", new: newAsynq, checked: true, tests: []string{"enqueue", "process", "latency"}, peer: true},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/resq-go/resq"
 )
@@ -17,9 +19,15 @@ const (
 )
 
 type resqSystem struct {
-	exec bool // every job runs /bin/true (HandleCommand, the --exec mode)
-	poll bool // DisableBlockingPickup: polling only
+	exec  bool // every job runs /bin/true (HandleCommand, the --exec mode)
+	poll  bool // DisableBlockingPickup: polling only
+	batch bool // producer uses Client.EnqueueBatch
 }
+
+func newResqBatch() system { return &resqSystem{batch: true} }
+
+// batchSize is how many jobs resq-batch pushes per pipeline.
+const batchSize = 100
 
 func newResq() system     { return &resqSystem{} }
 func newResqExec() system { return &resqSystem{exec: true} }
@@ -38,6 +46,9 @@ func (s *resqSystem) producer(ctx context.Context, addr string, producers int) (
 		return nil, err
 	}
 	client := resq.NewClient(conn, resq.ClientConfig{})
+	if s.batch {
+		return batchProducer(ctx, client), nil
+	}
 	return func(ctx context.Context, a jobArgs) error {
 		_, err := client.Enqueue(ctx, resqQueue, resqClass, a)
 		return err
@@ -87,4 +98,50 @@ func (s *resqSystem) queued(r *resp) (int64, error) {
 func (s *resqSystem) finished(r *resp, n int) (bool, error) {
 	v, err := r.int("GET", "resque:stat:processed")
 	return v >= int64(n), err
+}
+
+// batchProducer buffers jobs and pushes them with EnqueueBatch when batchSize
+// are waiting (on the caller that fills the batch, which gets the batch's
+// error) or after 2 ms without a new job (the tail of a run).
+func batchProducer(ctx context.Context, client *resq.Client) enqueueFunc {
+	var mu sync.Mutex
+	var buf []resq.EnqueueParams
+	last := time.Now()
+	flush := func() error {
+		jobs := buf
+		buf = nil
+		if len(jobs) == 0 {
+			return nil
+		}
+		_, err := client.EnqueueBatch(ctx, jobs)
+		return err
+	}
+	go func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				mu.Lock()
+				if len(buf) > 0 && time.Since(last) > 2*time.Millisecond {
+					if err := flush(); err != nil {
+						fatalf("resq batch enqueue: %v", err)
+					}
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	return func(ctx context.Context, a jobArgs) error {
+		mu.Lock()
+		defer mu.Unlock()
+		last = time.Now()
+		buf = append(buf, resq.EnqueueParams{Queue: resqQueue, Class: resqClass, Args: []any{a}})
+		if len(buf) >= batchSize {
+			return flush()
+		}
+		return nil
+	}
 }
