@@ -150,11 +150,15 @@ func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 	if err := lim.CheckDepth(args); err != nil {
 		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
 	}
-	var probe []json.RawMessage
-	if err := json.Unmarshal(args, &probe); err != nil {
-		return nil, fmt.Errorf("enqueue %s to queue %s: %w: args must be a JSON array (%v)", class, queue, ErrInvalidArgs, err)
+	n := len(p.Args)
+	if p.RawArgs != nil {
+		var probe []json.RawMessage
+		if err := json.Unmarshal(args, &probe); err != nil {
+			return nil, fmt.Errorf("enqueue %s to queue %s: %w: args must be a JSON array (%v)", class, queue, ErrInvalidArgs, err)
+		}
+		n = len(probe)
 	}
-	if err := lim.CheckArgs(len(probe)); err != nil {
+	if err := lim.CheckArgs(n); err != nil {
 		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
 	}
 	encrypt := p.Encrypt || c.cfg.EncryptAll
