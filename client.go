@@ -1,6 +1,7 @@
 package resq
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -322,7 +323,7 @@ func checkNames(queue, class string) error {
 
 func normalizeJSON(raw []byte) any {
 	var v any
-	dec := json.NewDecoder(bytesReader(raw))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if dec.Decode(&v) != nil {
 		return nil

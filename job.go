@@ -1,7 +1,6 @@
 package resq
 
 import (
-	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -31,5 +30,3 @@ type Job struct {
 
 // PayloadSize is the size in bytes of the job's payload in Redis.
 func (j *Job) PayloadSize() int { return len(j.payload) }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

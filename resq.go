@@ -48,7 +48,6 @@ package resq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -155,14 +154,4 @@ func redactURL(s string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
-}
-
-// isRedisDown reports whether err looks like a connection problem rather
-// than a refusal by Redis.
-func isRedisDown(err error) bool {
-	if err == nil {
-		return false
-	}
-	var re redis.Error
-	return !errors.As(err, &re)
 }
