@@ -467,3 +467,36 @@ func TestDeadWorkersPickupListIsReturned(t *testing.T) {
 		t.Fatalf("queue = %q", v)
 	}
 }
+
+// A record already on one of this process's own slot ids (a crashed process
+// that had the same pid, or a fetch whose reply was lost) is run, not
+// overwritten by the slot's first fetch; then the slot takes the queue's jobs.
+func TestHeldRecordOnOwnSlotRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 2})
+	ids := w.IDs()
+	b.srv.Do(t, "SET", b.key("worker:"+ids[1]), `{"queue":"q","run_at":"2024-01-15T10:23:45Z","payload":{"class":"Work","args":[1],"id":"held"}}`)
+	b.srv.Do(t, "RPUSH", b.key("queue:q"), `{"class":"Work","args":[2]}`, `{"class":"Work","args":[3]}`)
+	got := make(chan string, 3)
+	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args); return nil })
+	runWorker(t, w)
+	seen := map[string]bool{}
+	for range 3 {
+		select {
+		case a := <-got:
+			seen[a] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("ran only %v", seen)
+		}
+	}
+	if !seen["[1]"] || !seen["[2]"] || !seen["[3]"] {
+		t.Fatalf("ran %v; want [1], [2] and [3]", seen)
+	}
+	eventually(t, "records cleared", func() bool {
+		return b.srv.Do(t, "EXISTS", b.key("worker:"+ids[0]), b.key("worker:"+ids[1])) == "0"
+	})
+	if v := b.srv.Do(t, "GET", b.key("stat:processed")); v != "3" {
+		t.Errorf("stat:processed = %s, want 3", v)
+	}
+}

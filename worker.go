@@ -205,7 +205,7 @@ type slot struct {
 	idx     int
 	id      string
 	jobs    chan wire.Fetched
-	ackDone chan struct{} // the acker's "written" signal, reused per job
+	ackDone chan ackResult // the acker's "written" signal, reused per job
 
 	mu        sync.Mutex
 	current   *wire.Fetched
@@ -274,7 +274,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	bgWG.Add(1)
 	go func() { defer bgWG.Done(); w.maintain(bg) }()
 
-	acker := newAcker(w)
+	acker := newAcker(w, ctx.Done())
 	ackDone := make(chan struct{})
 	go func() { acker.loop(); close(ackDone) }()
 
@@ -282,7 +282,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	idle := make(chan int, len(w.ids))
 	var slotWG sync.WaitGroup
 	for i, id := range w.ids {
-		slots[i] = &slot{idx: i, id: id, jobs: make(chan wire.Fetched, 1), ackDone: make(chan struct{}, 1)}
+		slots[i] = &slot{idx: i, id: id, jobs: make(chan wire.Fetched, 1), ackDone: make(chan ackResult, 1)}
 		idle <- i
 		slotWG.Add(1)
 		go func(s *slot) {
@@ -522,35 +522,52 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 	}
 }
 
-// runSlot executes the jobs handed to one slot.
+// runSlot executes the jobs handed to one slot. A finished job's ack may
+// bring the slot's next job with it (acker), so a busy slot goes back to the
+// fetcher only when the queues ran dry.
 func (w *Worker) runSlot(hardCtx context.Context, s *slot, acker *acker, idle chan<- int) {
 	for f := range s.jobs {
-		release, bounced := w.admit(hardCtx, s, f) // class concurrency cap
-		if bounced {
-			idle <- s.idx
-			continue
-		}
-		s.mu.Lock()
-		s.current = &f
-		s.mu.Unlock()
-
-		ack, requeue := w.execute(hardCtx, s, f)
-		release()
-
-		s.mu.Lock()
-		abandoned := s.abandoned
-		s.current = nil
-		s.mu.Unlock()
-		if abandoned {
-			return // requeued by the stopping worker
-		}
-		if requeue {
-			w.requeue(s, f)
-		} else {
-			acker.submit(ack, s.ackDone)
+		for {
+			next, more, abandoned := w.runJob(hardCtx, s, acker, f)
+			if abandoned {
+				return // requeued by the stopping worker
+			}
+			if !more {
+				break
+			}
+			f = next
 		}
 		idle <- s.idx
 	}
+}
+
+// runJob runs one job on s and writes its outcome; more reports that the
+// ack brought the slot's next job.
+func (w *Worker) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.Fetched) (next wire.Fetched, more, abandoned bool) {
+	release, bounced := w.admit(hardCtx, s, f) // class concurrency cap
+	if bounced {
+		return next, false, false
+	}
+	s.mu.Lock()
+	s.current = &f
+	s.mu.Unlock()
+
+	ack, requeue := w.execute(hardCtx, s, f)
+	release()
+
+	s.mu.Lock()
+	abandoned = s.abandoned
+	s.current = nil
+	s.mu.Unlock()
+	if abandoned {
+		return next, false, true
+	}
+	if requeue {
+		w.requeue(s, f)
+		return next, false, false
+	}
+	next, more = acker.submit(ack, f, s.ackDone)
+	return next, more, false
 }
 
 // requeueRunning requeues the jobs of slots still busy after StopTimeout.
@@ -833,29 +850,69 @@ func (w *Worker) pruneOptions() pruneOptions {
 }
 
 // acker writes job acks in batches: every ack waiting when a write starts
-// goes into one MULTI/EXEC.
+// goes into one MULTI/EXEC, which also fetches the next jobs for the slots
+// whose acks it writes (Store.AckAndFetch) unless the worker is paused or
+// stopping. A job and its successor on a slot thus cost one round trip, not
+// two, and the in-flight record is replaced in the same atomic step that
+// counts the finished job.
 type acker struct {
 	w    *Worker
 	reqs chan ackReq
+	stop <-chan struct{} // Run's ctx is done: no more fetching
 }
 
 type ackReq struct {
 	ack  wire.Ack
-	done chan struct{}
+	job  wire.Fetched // the finished job, to tell whether a lost write landed
+	done chan ackResult
 }
 
-func newAcker(w *Worker) *acker {
-	return &acker{w: w, reqs: make(chan ackReq, len(w.ids))}
+// ackResult tells a slot that its ack is written, and hands it its next job
+// when the write fetched one.
+type ackResult struct {
+	next wire.Fetched
+	more bool
+}
+
+func newAcker(w *Worker, stop <-chan struct{}) *acker {
+	return &acker{w: w, reqs: make(chan ackReq, len(w.ids)), stop: stop}
 }
 
 // submit hands an ack to the batch writer and waits until it is written.
 // done is the slot's own channel (buffered 1), reused for every job.
-func (a *acker) submit(ack wire.Ack, done chan struct{}) {
-	a.reqs <- ackReq{ack: ack, done: done}
-	<-done
+func (a *acker) submit(ack wire.Ack, job wire.Fetched, done chan ackResult) (next wire.Fetched, more bool) {
+	a.reqs <- ackReq{ack: ack, job: job, done: done}
+	r := <-done
+	return r.next, r.more
 }
 
 func (a *acker) close() { close(a.reqs) }
+
+// fetchNext is the fetch to send with a batch of acks, or nil when the
+// finished slots should not take new jobs (paused, stopping, queues not yet
+// resolved).
+func (a *acker) fetchNext(batch []ackReq) *wire.FetchRequest {
+	w := a.w
+	if w.paused.Load() {
+		return nil
+	}
+	select {
+	case <-a.stop:
+		return nil
+	case <-w.quit:
+		return nil
+	default:
+	}
+	qs := w.pickQueues.Load()
+	if qs == nil || len(*qs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(batch))
+	for i, b := range batch {
+		ids[i] = b.ack.WorkerID
+	}
+	return &wire.FetchRequest{Queues: *qs, PickupOwner: w.pickupOwner(), WorkerIDs: ids, MaxBytes: w.limits.MaxBytes}
+}
 
 func (a *acker) loop() {
 	batch := make([]ackReq, 0, cap(a.reqs))
@@ -878,14 +935,18 @@ func (a *acker) loop() {
 		for _, b := range batch {
 			acks = append(acks, b.ack)
 		}
+		var got []wire.Fetched
+		next := a.fetchNext(batch)
 		backoff := 50 * time.Millisecond
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := a.w.store.AckAll(ctx, acks, time.Now())
+			var err error
+			got, err = a.w.store.AckAndFetch(ctx, acks, time.Now(), next)
 			cancel()
 			if err == nil {
 				break
 			}
+			next = nil
 			a.w.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
 			if attempt >= 100 {
 				a.w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
@@ -893,9 +954,24 @@ func (a *acker) loop() {
 			}
 			time.Sleep(backoff)
 			backoff = min(backoff*2, 5*time.Second)
+			// The write may have landed with only its reply lost (MULTI/EXEC:
+			// all of it or none). Then it must not be repeated: counters would
+			// double, and its DELs would drop the jobs it fetched, which wait
+			// in their slots' records for the fetch script to hand them back.
+			ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+			landed, lerr := a.w.store.AckLanded(ctx, batch[0].ack.WorkerID, batch[0].job)
+			cancel()
+			if lerr == nil && landed {
+				a.w.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
+				break
+			}
 		}
-		for _, b := range batch {
-			b.done <- struct{}{}
+		res := make([]ackResult, len(batch))
+		for _, f := range got {
+			res[f.Slot] = ackResult{next: f, more: true}
+		}
+		for i, b := range batch {
+			b.done <- res[i]
 		}
 	}
 }

@@ -8,8 +8,9 @@ import "github.com/redis/go-redis/v9"
 //
 // KEYS[1] = pause-all-workers, KEYS[2..1+m] = queue lists in priority order,
 // KEYS[2+m..1+m+n] = worker:<id> keys of the idle slots.
-// ARGV[1] = m, ARGV[2] = the payload size limit in bytes, ARGV[2+j] = the
-// record prefix for queue j (RecordPrefix).
+// ARGV[1] = m, ARGV[2] = the payload size limit in bytes, ARGV[3] = "1" in
+// replace mode (below), ARGV[3+j] = the record prefix for queue j
+// (RecordPrefix).
 // Returns -1 when all workers are paused, else a flat array of
 // (queue index, slot index, payload, stored-as-is) quadruples. A payload
 // that is not a JSON object (checked with cjson, so "{oops}" is caught) is
@@ -18,44 +19,72 @@ import "github.com/redis/go-redis/v9"
 // is not returned: its place holds {size, first 1 KiB, sha1 hex}, so a
 // hostile 16 MiB job never reaches the worker's memory.
 //
+// A slot whose record is still set holds a job this process took but never
+// saw (the reply of an earlier fetch was lost, or a crashed process with the
+// same id left it): the script pops nothing for it and hands the record back
+// instead, as (0, slot index, record, 2), so the job runs rather than being
+// overwritten.
+//
+// In replace mode (Store.AckAndFetch) the slots' records are those of the
+// jobs just acked in the same MULTI: each is overwritten by the slot's next
+// job or deleted, and none is handed back.
+//
 // Queues before the current one are known to be empty for the rest of the
 // script (it runs atomically), so the scan never restarts from the top.
 var fetchScript = redis.NewScript(`
 local m = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local replace = ARGV[3] == '1'
+local n = #KEYS - 1 - m
 local p = redis.call('GET', KEYS[1])
 if p then
   p = string.lower(string.match(p, '^%s*(.-)%s*$'))
-  if p == 'true' then return -1 end
+  if p == 'true' then
+    if replace then
+      for i = 1, n do redis.call('DEL', KEYS[1 + m + i]) end
+    end
+    return -1
+  end
 end
 local out = {}
-local n = #KEYS - 1 - m
 local q = 1
 for i = 1, n do
-  local job = false
-  while q <= m do
-    job = redis.call('LPOP', KEYS[1 + q])
-    if job then break end
-    q = q + 1
+  local held = false
+  if not replace then held = redis.call('GET', KEYS[1 + m + i]) end
+  if held then
+    out[#out + 1] = 0
+    out[#out + 1] = i
+    out[#out + 1] = held
+    out[#out + 1] = 2
+  else
+    local job = false
+    while q <= m do
+      job = redis.call('LPOP', KEYS[1 + q])
+      if job then break end
+      q = q + 1
+    end
+    if job then
+      local body = job
+      local ret = job
+      local asis = 1
+      if #job > limit then
+        local head = string.sub(job, 1, 1024)
+        ret = {#job, head, redis.sha1hex(job)}
+        body = cjson.encode(head)
+        asis = 0
+      elseif not (string.find(job, '^%s*{') and string.find(job, '}%s*$') and pcall(cjson.decode, job)) then
+        body = cjson.encode(job)
+        asis = 0
+      end
+      redis.call('SET', KEYS[1 + m + i], ARGV[3 + q] .. body .. '}')
+      out[#out + 1] = q
+      out[#out + 1] = i
+      out[#out + 1] = ret
+      out[#out + 1] = asis
+    elseif replace then
+      redis.call('DEL', KEYS[1 + m + i])
+    end
   end
-  if not job then break end
-  local body = job
-  local ret = job
-  local asis = 1
-  if #job > limit then
-    local head = string.sub(job, 1, 1024)
-    ret = {#job, head, redis.sha1hex(job)}
-    body = cjson.encode(head)
-    asis = 0
-  elseif not (string.find(job, '^%s*{') and string.find(job, '}%s*$') and pcall(cjson.decode, job)) then
-    body = cjson.encode(job)
-    asis = 0
-  end
-  redis.call('SET', KEYS[1 + m + i], ARGV[2 + q] .. body .. '}')
-  out[#out + 1] = q
-  out[#out + 1] = i
-  out[#out + 1] = ret
-  out[#out + 1] = asis
 end
 return out
 `)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,6 +112,9 @@ type Fetched struct {
 	// Oversize is set when the payload was over the size limit; Raw then
 	// holds its first KiB only.
 	Oversize *Oversize
+	// Held is set when the job was not popped by this fetch but found in
+	// the slot's record, left by a fetch whose reply was lost.
+	Held bool
 	// storedAsIs is set when the record embeds Raw itself (a JSON object);
 	// otherwise the record holds it as a JSON string.
 	storedAsIs bool
@@ -144,6 +148,42 @@ func (f Fetched) Record() []byte {
 	return EncodeWorkingOn(WorkingOn{Queue: f.Queue, RunAt: f.RunAt, Payload: f.Raw})
 }
 
+// heldJob is the job of a record the fetch script found already set on an
+// idle slot: the payload as it was taken from the queue (the record embeds
+// it, or holds it as a JSON string when it was not a JSON object).
+func heldJob(slot int, rec []byte) (Fetched, error) {
+	w, err := DecodeWorkingOn(rec)
+	if err != nil {
+		return Fetched{}, fmt.Errorf("the in-flight record of an idle slot is not JSON: %w", err)
+	}
+	f := Fetched{Slot: slot, Queue: w.Queue, RunAt: w.RunAt, Raw: w.Payload, storedAsIs: true, Held: true}
+	if len(w.Payload) > 0 && w.Payload[0] == '"' {
+		var s string
+		if err := json.Unmarshal(w.Payload, &s); err == nil {
+			f.Raw, f.storedAsIs = []byte(s), false
+		}
+	}
+	return f, nil
+}
+
+// SameRecord reports whether rec is the in-flight record the fetch that
+// returned f wrote (so that an ack whose reply was lost can tell whether it
+// landed: a landed ack deleted or replaced it).
+func (f Fetched) SameRecord(rec []byte) bool {
+	w, err := DecodeWorkingOn(rec)
+	if err != nil || w.Queue != f.Queue || w.RunAt != f.RunAt {
+		return false
+	}
+	if f.Oversize != nil {
+		return true // the record holds the first KiB only; queue and time match
+	}
+	if f.storedAsIs {
+		return bytes.Equal(w.Payload, f.Raw)
+	}
+	var s string
+	return json.Unmarshal(w.Payload, &s) == nil && s == string(f.Raw)
+}
+
 // ErrPaused is returned by Fetch when pause-all-workers is set.
 var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
 
@@ -159,36 +199,70 @@ func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, 
 	if len(queues) == 0 || len(workerIDs) == 0 {
 		return nil, nil
 	}
-	sources := len(queues)
-	if pickupOwner != "" {
-		sources *= 2
-	}
-	keys := make([]string, 0, 1+sources+len(workerIDs))
-	keys = append(keys, s.Keys.PauseAll())
-	for _, q := range queues {
-		keys = append(keys, s.Keys.Queue(q))
-	}
-	if pickupOwner != "" {
-		for _, q := range queues {
-			keys = append(keys, s.Keys.Pickup(pickupOwner, q))
-		}
-	}
-	for _, id := range workerIDs {
-		keys = append(keys, s.Keys.Worker(id))
-	}
-	runAt := RunAt(now)
-	args := make([]any, 0, 2+sources)
-	args = append(args, sources, maxBytes)
-	for i := 0; i < sources; i++ {
-		args = append(args, RecordPrefix(queues[i%len(queues)], runAt))
-	}
-	v, err := fetchScript.Run(ctx, s.rdb, keys, args...).Result()
+	fc := s.fetchCall(FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes}, now)
+	v, err := fetchScript.Run(ctx, s.rdb, fc.keys, fc.args...).Result()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return nil, nil
 		}
 		return nil, err
 	}
+	return fc.parse(v)
+}
+
+// FetchRequest asks for up to len(WorkerIDs) jobs, as Fetch does.
+type FetchRequest struct {
+	Queues      []string
+	PickupOwner string
+	WorkerIDs   []string
+	MaxBytes    int
+	replace     bool // the slots' records are of jobs acked in the same MULTI
+}
+
+// fetchCall is one call of the fetch script: its keys and arguments, and
+// what parsing its reply needs.
+type fetchCall struct {
+	keys    []string
+	args    []any
+	queues  []string
+	sources int
+	slots   int
+	runAt   string
+}
+
+func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
+	sources := len(r.Queues)
+	if r.PickupOwner != "" {
+		sources *= 2
+	}
+	keys := make([]string, 0, 1+sources+len(r.WorkerIDs))
+	keys = append(keys, s.Keys.PauseAll())
+	for _, q := range r.Queues {
+		keys = append(keys, s.Keys.Queue(q))
+	}
+	if r.PickupOwner != "" {
+		for _, q := range r.Queues {
+			keys = append(keys, s.Keys.Pickup(r.PickupOwner, q))
+		}
+	}
+	for _, id := range r.WorkerIDs {
+		keys = append(keys, s.Keys.Worker(id))
+	}
+	runAt := RunAt(now)
+	args := make([]any, 0, 3+sources)
+	replace := "0"
+	if r.replace {
+		replace = "1"
+	}
+	args = append(args, sources, r.MaxBytes, replace)
+	for i := 0; i < sources; i++ {
+		args = append(args, RecordPrefix(r.Queues[i%len(r.Queues)], runAt))
+	}
+	return fetchCall{keys: keys, args: args, queues: r.Queues, sources: sources, slots: len(r.WorkerIDs), runAt: runAt}
+}
+
+// parse turns the fetch script's reply into jobs.
+func (fc fetchCall) parse(v any) ([]Fetched, error) {
 	switch r := v.(type) {
 	case int64:
 		if r == -1 {
@@ -196,16 +270,25 @@ func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, 
 		}
 		return nil, nil
 	case []any:
-		out := make([]Fetched, 0, len(r)/3)
+		out := make([]Fetched, 0, len(r)/4)
 		for i := 0; i+3 < len(r); i += 4 {
 			qi, _ := r[i].(int64)
 			si, _ := r[i+1].(int64)
-			if qi < 1 || int(qi) > sources || si < 1 || int(si) > len(workerIDs) {
+			if asis, _ := r[i+3].(int64); asis == 2 && si >= 1 && int(si) <= fc.slots {
+				rec, _ := r[i+2].(string)
+				f, err := heldJob(int(si)-1, []byte(rec))
+				if err != nil {
+					return out, err
+				}
+				out = append(out, f)
+				continue
+			}
+			if qi < 1 || int(qi) > fc.sources || si < 1 || int(si) > fc.slots {
 				return out, fmt.Errorf("fetch script returned an out-of-range index (%d, %d)", qi, si)
 			}
-			qi = (qi-1)%int64(len(queues)) + 1
+			qi = (qi-1)%int64(len(fc.queues)) + 1
 			asis, _ := r[i+3].(int64)
-			f := Fetched{Slot: int(si) - 1, Queue: queues[qi-1], RunAt: runAt, storedAsIs: asis == 1}
+			f := Fetched{Slot: int(si) - 1, Queue: fc.queues[qi-1], RunAt: fc.runAt, storedAsIs: asis == 1}
 			switch v := r[i+2].(type) {
 			case string:
 				f.Raw = []byte(v)
@@ -259,11 +342,49 @@ func JobCountField(outcome, queue, class string) string {
 // counters, DEL worker:<id>, INCRBY the processed counters (spec §4.4), all in
 // one MULTI/EXEC so a crash never leaves half an ack.
 func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
+	_, err := s.AckAndFetch(ctx, acks, now, nil)
+	return err
+}
+
+// AckLanded reports whether an ack of the job f on slot workerID was
+// written, after a write whose reply did not arrive: a written ack deleted
+// f's in-flight record, or replaced it with the slot's next job.
+func (s *Store) AckLanded(ctx context.Context, workerID string, f Fetched) (bool, error) {
+	rec, err := s.rdb.Get(ctx, s.Keys.Worker(workerID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !f.SameRecord(rec), nil
+}
+
+// AckAndFetch is AckAll followed, in the same MULTI/EXEC and so in one round
+// trip, by Fetch for next (when not nil): the slots that just finished get
+// their next jobs without a round trip of their own. The acks are written
+// even when the fetch part fails (an unloaded script, say); that failure
+// returns no jobs and no error, and the caller fetches the usual way. A
+// paused namespace returns no jobs.
+func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest) ([]Fetched, error) {
 	if len(acks) == 0 {
-		return nil
+		return nil, nil
 	}
 	var processed, failed int64
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	var fc fetchCall
+	var fetch *redis.Cmd
+	replace := next != nil && len(next.Queues) > 0 && len(next.WorkerIDs) == len(acks)
+	if replace {
+		for i, a := range acks {
+			if next.WorkerIDs[i] != a.WorkerID {
+				replace = false
+			}
+		}
+	}
+	if !replace {
+		next = nil
+	}
+	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, a := range acks {
 			if a.Failure != nil {
 				p.RPush(ctx, s.Keys.Failed(), a.Failure)
@@ -272,7 +393,9 @@ func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
 				failed++
 				p.IncrBy(ctx, s.Keys.StatFailedBy(a.WorkerID), 1)
 			}
-			p.Del(ctx, s.Keys.Worker(a.WorkerID))
+			if !replace {
+				p.Del(ctx, s.Keys.Worker(a.WorkerID)) // else the fetch script replaces or deletes it
+			}
 			if a.SeenID != "" {
 				p.Set(ctx, s.Keys.Seen(a.SeenID), 1, a.SeenTTL)
 			}
@@ -308,9 +431,53 @@ func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
 			p.HIncrBy(ctx, hist, "failed", failed)
 		}
 		p.Expire(ctx, hist, HistoryTTL)
+		if replace {
+			r := *next
+			r.replace = true
+			fc = s.fetchCall(r, now)
+			fetch = p.EvalSha(ctx, fetchScript.Hash(), fc.keys, fc.args...)
+		}
 		return nil
 	})
-	return err
+	if fetch == nil || err == nil {
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		for _, c := range cmds {
+			if c != fetch && c.Err() != nil {
+				return nil, c.Err() // the acks failed, or their outcome is unknown
+			}
+		}
+	}
+	if fetch == nil {
+		return nil, nil
+	}
+	ferr := fetch.Err()
+	switch {
+	case ferr == nil:
+		got, perr := fc.parse(fetch.Val())
+		if errors.Is(perr, ErrPaused) {
+			return nil, nil
+		}
+		return got, perr
+	case errors.Is(ferr, redis.Nil):
+		return nil, nil
+	default:
+		// The script did not run (not loaded, or scripting refused): the acks
+		// are written, the records of their jobs are not yet deleted.
+		if redis.HasErrorPrefix(ferr, "NOSCRIPT") {
+			_ = fetchScript.Load(ctx, s.rdb).Err()
+		}
+		keys := make([]string, len(acks))
+		for i, a := range acks {
+			keys[i] = s.Keys.Worker(a.WorkerID)
+		}
+		if err := s.rdb.Del(ctx, keys...).Err(); err != nil {
+			return nil, fmt.Errorf("deleting the in-flight records of written acks: %w", err)
+		}
+		return nil, nil
+	}
 }
 
 // History returns processed and failed counts per minute for the n minutes

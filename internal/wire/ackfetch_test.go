@@ -1,0 +1,134 @@
+package wire_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// AckAndFetch writes the acks and, in the same MULTI, gives the finished
+// slots their next jobs: each record is replaced by the next job's, or
+// deleted when the queues ran dry; the counters move as AckAll's do.
+func TestAckAndFetchReplacesRecords(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	ids := []string{"h:1:q:1", "h:1:q:2", "h:1:q:3"}
+	for i := 0; i < 3; i++ {
+		srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
+	}
+	first, err := s.Fetch(bg, []string{"q"}, "", ids, specInstant, maxPayload)
+	if err != nil || len(first) != 3 {
+		t.Fatalf("Fetch = %+v, %v", first, err)
+	}
+	srv.Do(t, "RPUSH", "resque:queue:q", `{"class":"Next","args":[2]}`)
+	acks := make([]wire.Ack, len(ids))
+	for i, id := range ids {
+		acks[i] = wire.Ack{WorkerID: id, Processed: true, Queue: "q", Class: "Archive"}
+	}
+	next := &wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: ids, MaxBytes: maxPayload}
+	got, err := s.AckAndFetch(bg, acks, specInstant.Add(time.Second), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Slot != 0 || string(got[0].Raw) != `{"class":"Next","args":[2]}` || got[0].Held {
+		t.Fatalf("AckAndFetch = %+v, want the one queued job for slot 0", got)
+	}
+	expect(t, srv, `{"queue":"q","run_at":"2024-01-15T10:23:46Z","payload":{"class":"Next","args":[2]}}`, "GET", "resque:worker:"+ids[0])
+	expect(t, srv, "0", "EXISTS", "resque:worker:"+ids[1], "resque:worker:"+ids[2])
+	expect(t, srv, "3", "GET", "resque:stat:processed")
+	for _, id := range ids {
+		expect(t, srv, "1", "GET", "resque:stat:processed:"+id)
+	}
+	// The finished job's ack landed: its record is gone or replaced.
+	for i, id := range ids {
+		if landed, err := s.AckLanded(bg, id, first[i]); err != nil || !landed {
+			t.Errorf("AckLanded(%s) = %v, %v; want true", id, landed, err)
+		}
+	}
+	// The job now in slot 0's record has not been acked.
+	if landed, err := s.AckLanded(bg, ids[0], got[0]); err != nil || landed {
+		t.Errorf("AckLanded of the running job = %v, %v; want false", landed, err)
+	}
+}
+
+// Paused workers take nothing: the acks are written and the records
+// deleted, the queue keeps its job.
+func TestAckAndFetchPaused(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload, archivePayload)
+	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+		t.Fatal(err)
+	}
+	srv.Do(t, "SET", "resque:pause-all-workers", "true")
+	got, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}, specInstant,
+		&wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("AckAndFetch while paused = %+v, %v", got, err)
+	}
+	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
+	expect(t, srv, "1", "LLEN", "resque:queue:q")
+	expect(t, srv, "1", "GET", "resque:stat:processed")
+}
+
+// A flushed script cache (Redis restarted, SCRIPT FLUSH) fails only the
+// fetch part: the acks are written, the records deleted, and the next call
+// has the script again.
+func TestAckAndFetchNoScript(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload, archivePayload, archivePayload)
+	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+		t.Fatal(err)
+	}
+	srv.Do(t, "SCRIPT", "FLUSH")
+	ack := []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}
+	next := &wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload}
+	got, err := s.AckAndFetch(bg, ack, specInstant, next)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("AckAndFetch after SCRIPT FLUSH = %+v, %v; want no jobs, no error", got, err)
+	}
+	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
+	expect(t, srv, "1", "GET", "resque:stat:processed")
+	expect(t, srv, "2", "LLEN", "resque:queue:q")
+	// The script was loaded again: the next fetch works in one go.
+	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.AckAndFetch(bg, ack, specInstant, next)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("AckAndFetch = %+v, %v; want the last job", got, err)
+	}
+	expect(t, srv, "0", "LLEN", "resque:queue:q")
+}
+
+// A record already set on a slot the worker thinks idle (the reply of a
+// fetch was lost, or an ack landed without its reply) is handed back, not
+// overwritten: nothing is popped for that slot.
+func TestFetchHandsBackHeldRecord(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	ids := []string{"h:1:q:1", "h:1:q:2"}
+	held := `{"queue":"other","run_at":"2024-01-15T10:20:00Z","payload":{"class":"Held","args":[1]}}`
+	srv.Do(t, "SET", "resque:worker:"+ids[0], held)
+	heldString := `{"queue":"q","run_at":"2024-01-15T10:20:00Z","payload":"not json"}`
+	srv.Do(t, "SET", "resque:worker:"+ids[1], heldString)
+	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
+	got, err := s.Fetch(bg, []string{"q"}, "", ids, specInstant, maxPayload)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Fetch = %+v, %v; want both held jobs", got, err)
+	}
+	if f := got[0]; f.Slot != 0 || !f.Held || f.Queue != "other" || string(f.Raw) != `{"class":"Held","args":[1]}` || string(f.Record()) != held {
+		t.Errorf("first = %+v (record %s)", f, f.Record())
+	}
+	if f := got[1]; f.Slot != 1 || !f.Held || f.Queue != "q" || string(f.Raw) != "not json" || f.Record() != nil {
+		t.Errorf("second = %+v", f)
+	}
+	expect(t, srv, "1", "LLEN", "resque:queue:q")
+	expect(t, srv, held, "GET", "resque:worker:"+ids[0])
+	// SameRecord recognises them; a landed ack would have removed them.
+	if landed, err := s.AckLanded(bg, ids[1], got[1]); err != nil || landed {
+		t.Errorf("AckLanded before the ack = %v, %v", landed, err)
+	}
+}
