@@ -46,6 +46,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/resq-go/resq"
 )
 
 // config is one comparison.
@@ -68,6 +70,9 @@ type config struct {
 }
 
 func main() {
+	if resq.InChildProcess() {
+		serveWarmChild() // a resq-warm worker's child process
+	}
 	if spec := os.Getenv(childEnv); spec != "" {
 		runChild(spec)
 		return
@@ -76,7 +81,7 @@ func main() {
 	var (
 		jsonOut     = fs.Bool("json", false, "print one JSON object per line instead of a table")
 		quick       = fs.Bool("quick", false, "fewer jobs and one repetition (whole comparison < 3 min)")
-		systemsFlag = fs.String("systems", "resq,resq-exec,resq-poll,goworker,asynq,gocraft", "systems to run")
+		systemsFlag = fs.String("systems", "resq,resq-warm,resq-exec,resq-poll,goworker,asynq,gocraft", "systems to run")
 		testsFlag   = fs.String("tests", "enqueue,process,latency", "tests to run")
 		reps        = fs.Int("reps", 0, "repetitions, medians reported (default 3, 1 with -quick)")
 		jobs        = fs.Int("jobs", 0, "jobs per enqueue and process measurement (default 100000, 20000 with -quick)")

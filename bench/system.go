@@ -60,15 +60,17 @@ type systemInfo struct {
 //	            goroutine hands jobs to a buffer that is pushed, every reply
 //	            checked, in pipelines of 100 (and after 2 ms of quiet);
 //	            enqueue test only
-//	resq-warm   (issue 4, not wired yet) handlers in a warm child process
-//	            (HandlerOptions.Isolation = resq.ChildProcess). The child
-//	            re-executes this binary with RESQ_* variables removed, so
-//	            main must first check resq.InChildProcess() and then only
-//	            register the Noop handler and call Worker.Run; count jobs
-//	            with OnJobDone as resq-exec does.
+//	resq-warm   the handler runs in the slot's warm child process
+//	            (HandlerOptions.Isolation = resq.ChildProcess, MaxJobs
+//	            1,000,000 so no recycling is measured): one child per slot,
+//	            each job a round trip over the slot's pipe. The child is this
+//	            binary re-executed with RESQ_* variables removed; main sends
+//	            it to serveWarmChild. Jobs are counted with OnJobDone as
+//	            resq-exec does. Process test only.
 var systems = []systemInfo{
 	{name: "resq", new: newResq, checked: true, tests: []string{"enqueue", "process", "latency"}, mode: "in-process"},
 	{name: "resq-exec", new: newResqExec, checked: true, tests: []string{"process"}, mode: "exec"},
+	{name: "resq-warm", new: newResqWarm, checked: true, tests: []string{"process"}, mode: "warm child"},
 	{name: "resq-batch", new: newResqBatch, checked: true, tests: []string{"enqueue"}, mode: "batch of 100"},
 	{name: "resq-poll", new: newResqPoll, checked: true, tests: []string{"latency"}, mode: "in-process, polling"},
 	{name: "goworker", new: newGoworker, checked: false, tests: []string{"enqueue", "process", "latency"}, peer: true},

@@ -20,6 +20,7 @@ const (
 
 type resqSystem struct {
 	exec  bool // every job runs /bin/true (HandleCommand, the --exec mode)
+	warm  bool // the handler runs in a warm child process (resq.ChildProcess)
 	poll  bool // DisableBlockingPickup: polling only
 	batch bool // producer uses Client.EnqueueBatch
 }
@@ -31,6 +32,29 @@ const batchSize = 100
 
 func newResq() system     { return &resqSystem{} }
 func newResqExec() system { return &resqSystem{exec: true} }
+func newResqWarm() system { return &resqSystem{warm: true} }
+
+// warmOptions are resq-warm's handler options, the same in the worker and
+// in its children.
+var warmOptions = resq.HandlerOptions{Isolation: resq.ChildProcess, Limits: resq.ChildLimits{MaxJobs: 1_000_000}}
+
+// serveWarmChild is main in a resq-warm child process: register the same
+// handler and let Worker.Run serve the worker's pipe (it exits the process).
+func serveWarmChild() {
+	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:1/0"}) // never dialled: a child does not talk to Redis
+	if err != nil {
+		fatalf("warm child: %v", err)
+	}
+	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{resqQueue}})
+	if err != nil {
+		fatalf("warm child: %v", err)
+	}
+	resq.Handle(w, resqClass, func(ctx context.Context, a jobArgs) error { return nil }, warmOptions)
+	if err := w.Run(context.Background()); err != nil {
+		fatalf("warm child: %v", err)
+	}
+	os.Exit(0)
+}
 func newResqPoll() system { return &resqSystem{poll: true} }
 
 func resqConn(addr string) (*resq.Conn, error) {
@@ -61,8 +85,9 @@ func (s *resqSystem) startWorker(ctx context.Context, addr string, concurrency i
 		return err
 	}
 	cfg := resq.WorkerConfig{Queues: []string{resqQueue}, Concurrency: concurrency, DisableBlockingPickup: s.poll}
-	if s.exec {
-		// The command's exit is the job's end: count it from the outcome hook.
+	if s.exec || s.warm {
+		// The command's exit (the child's reply) is the job's end: count it
+		// from the outcome hook.
 		cfg.OnJobDone = func(ev resq.JobEvent) {
 			if ev.Outcome == resq.OutcomeDone {
 				done(jobArgs{})
@@ -73,9 +98,12 @@ func (s *resqSystem) startWorker(ctx context.Context, addr string, concurrency i
 	if err != nil {
 		return err
 	}
-	if s.exec {
+	switch {
+	case s.exec:
 		w.HandleCommand(resqClass, resq.Command{Path: "/bin/true"})
-	} else {
+	case s.warm:
+		resq.Handle(w, resqClass, func(ctx context.Context, a jobArgs) error { return nil }, warmOptions)
+	default:
 		resq.Handle(w, resqClass, func(ctx context.Context, a jobArgs) error {
 			done(a)
 			return nil
