@@ -51,6 +51,7 @@ type Client struct {
 	store  *wire.Store
 	cfg    ClientConfig
 	push   EnqueueFunc
+	group  *pushGroup // concurrent Enqueue calls share pipelines
 	logger *slog.Logger
 
 	secrets     secretRegistry
@@ -65,7 +66,7 @@ func NewClient(conn *Conn, cfg ClientConfig) *Client {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Client{conn: conn, store: conn.store, cfg: cfg, logger: cfg.Logger}
+	c := &Client{conn: conn, store: conn.store, cfg: cfg, logger: cfg.Logger, group: &pushGroup{store: conn.store}}
 	push := c.write
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		push = cfg.Middleware[i](push)
@@ -279,7 +280,7 @@ func (c *Client) pushOne(ctx context.Context, job *Job) error {
 		if !pushed {
 			return fmt.Errorf("%w: queue %s holds %d jobs, its cap is %d; retry later or raise the cap", ErrQueueFull, job.Queue, n, limit)
 		}
-	} else if err := c.store.Push(ctx, job.Queue, job.payload); err != nil {
+	} else if err := c.group.push(ctx, job.Queue, job.payload); err != nil {
 		return err
 	}
 	c.logger.Debug("job enqueued", "job_id", job.ID, "class", job.Class, "queue", job.Queue, "bytes", len(job.payload))

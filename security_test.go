@@ -214,7 +214,8 @@ func TestRedactionOfDeclaredSecrets(t *testing.T) {
 // Hostile payloads pushed straight into Redis: nothing runs, each becomes a
 // failure naming the limit or the problem, and the worker stays small.
 func TestHostilePayloads(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the allocation check reads process-wide MemStats, which
+	// parallel tests would inflate.
 	b := setup(t)
 	ctx := context.Background()
 	huge := `{"class":"Run","args":["` + strings.Repeat("A", 16<<20) + `"]}`

@@ -1,0 +1,100 @@
+package resq_test
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Concurrent Enqueue calls on one Client share pipelines: every job lands
+// once with its own id, and Redis sees far fewer SADDs than jobs (one per
+// pipeline, not one per job).
+func TestConcurrentEnqueuesShareRoundTrips(t *testing.T) {
+	t.Parallel()
+	b := setupPrivate(t)
+	ctx := context.Background()
+	const producers, each = 32, 100
+	ids := make(chan string, producers*each)
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				e, err := b.client.Enqueue(ctx, "q", "Work", p, i)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- e.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("id %s returned twice", id)
+		}
+		seen[id] = true
+	}
+	if n := b.srv.Do(t, "LLEN", b.key("queue:q")); n != strconv.Itoa(producers*each) || len(seen) != producers*each {
+		t.Fatalf("queue holds %s jobs, %d ids returned; want %d", n, len(seen), producers*each)
+	}
+	sadds := commandCalls(t, b, "sadd")
+	if sadds > producers*each*3/4 {
+		t.Errorf("%d SADDs for %d jobs: concurrent enqueues were not coalesced", sadds, producers*each)
+	}
+	t.Logf("%d jobs, %d SADD calls (pipelines)", producers*each, sadds)
+}
+
+// An Enqueue whose ctx ends while its job waits for a pipeline returns the
+// ctx's error, and that job is not pushed; with Redis gone, every waiting
+// caller gets an error (none is lost silently).
+func TestGroupedEnqueueErrors(t *testing.T) {
+	t.Parallel()
+	b := setupPrivate(t)
+	b.srv.Kill(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := b.client.Enqueue(ctx, "q", "Work", 1)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil {
+			t.Fatal("an enqueue with Redis down returned no error")
+		}
+	}
+	b.srv.Restart(t)
+	if _, err := b.client.Enqueue(context.Background(), "q", "Work", 2); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if n := b.srv.Do(t, "LLEN", b.key("queue:q")); n != "1" {
+		t.Fatalf("queue holds %s jobs, want the 1 enqueued after the restart", n)
+	}
+}
+
+// commandCalls is the number of calls of a command from INFO commandstats.
+func commandCalls(t *testing.T, b *bundle, cmd string) int {
+	t.Helper()
+	info := b.srv.Do(t, "INFO", "commandstats")
+	m := regexp.MustCompile(`cmdstat_` + cmd + `:calls=(\d+)`).FindStringSubmatch(info)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
