@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,6 +19,9 @@ import (
 type Store struct {
 	rdb  redis.UniversalClient
 	Keys Keys
+	// histExpiry is the minute whose history hash this Store last gave its
+	// TTL: acks set it once per minute, not on every write.
+	histExpiry atomic.Int64
 }
 
 // NewStore wraps a go-redis client.
@@ -430,7 +434,9 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 		if failed > 0 {
 			p.HIncrBy(ctx, hist, "failed", failed)
 		}
-		p.Expire(ctx, hist, HistoryTTL)
+		if minute := now.Unix() / 60; s.histExpiry.Swap(minute) != minute {
+			p.Expire(ctx, hist, HistoryTTL)
+		}
 		if replace {
 			r := *next
 			r.replace = true
@@ -439,6 +445,9 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 		}
 		return nil
 	})
+	if err != nil {
+		s.histExpiry.Store(0) // the EXPIRE may not have landed: send it again
+	}
 	if fetch == nil || err == nil {
 		if err != nil {
 			return nil, err
