@@ -20,10 +20,13 @@
 // Concurrency slots; each slot is one Resque worker (its own id in the
 // workers set), so Ruby's and Node's tools show every running job. One
 // fetcher pops jobs for all idle slots in one round trip; the pop and the
-// slot's "working on" record are written in one atomic step.
+// slot's "working on" record are written in one atomic step. The acks of
+// slots that finish together are written in one MULTI/EXEC that also fetches
+// those slots' next jobs, so a busy worker makes one round trip per batch of
+// jobs.
 //
 // Client.EnqueueBatch pushes many jobs in one pipelined round trip with every
-// reply checked. An idle worker waits on its queues with a blocking pickup
+// reply checked; concurrent Enqueue calls on one Client share pipelines too. An idle worker waits on its queues with a blocking pickup
 // (BLMOVE into a per-process list in Redis), so new jobs start within
 // milliseconds without polling.
 //
