@@ -249,8 +249,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer close(w.stopped)
 	defer w.stopLimits()
 
-	// Start-up: find dead workers (ours or Ruby's), then register, retrying
+	// Start-up: learn whether Redis runs Lua scripts (some operators deny
+	// them), find dead workers (ours or Ruby's), then register, retrying
 	// while Redis is unreachable.
+	if err := w.retry(ctx, "check Redis scripting", func(rctx context.Context) error {
+		_, err := w.store.ProbeScripts(rctx)
+		return err
+	}); err != nil {
+		return nil // ctx ended before Redis answered: nothing was taken
+	}
+	if w.store.PlainCommands() {
+		if w.leases != nil {
+			return errors.New("resq: ClassConcurrency needs Lua scripting, which this Redis refuses (an ACL without @scripting, or EVAL renamed); allow scripting for resq's user or remove the caps")
+		}
+		w.logger.Warn("Redis refuses Lua scripts: the worker runs on plain commands (a fetch takes three or more round trips, an oversize payload is transferred before it is refused)")
+	}
 	if err := w.retry(ctx, "register worker", func(rctx context.Context) error {
 		if _, err := w.conn.pruneDead(rctx, w.pruneOptions()); err != nil {
 			return err
@@ -421,7 +434,7 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 		}
 		if w.paused.Load() {
 			w.wantPickup.Store(false)
-			if !w.cfg.DisableBlockingPickup {
+			if w.pickupOwner() != "" {
 				// A pickup that won a job just before the pause gives it back,
 				// so a paused worker holds nothing but its running jobs.
 				if _, err := w.store.ReturnPickups(ctx, w.owner); err != nil && ctx.Err() == nil {
@@ -893,7 +906,7 @@ func (a *acker) close() { close(a.reqs) }
 // resolved).
 func (a *acker) fetchNext(batch []ackReq) *wire.FetchRequest {
 	w := a.w
-	if w.paused.Load() {
+	if w.paused.Load() || w.store.PlainCommands() {
 		return nil
 	}
 	select {
@@ -991,8 +1004,8 @@ func EnsureProcessTitle() error { return isolate.EnsureProcessTitle(ProcessTitle
 // pickupOwner is the owner of this worker's pickup lists, or "" when
 // blocking pickup is off.
 func (w *Worker) pickupOwner() string {
-	if w.cfg.DisableBlockingPickup {
-		return ""
+	if w.cfg.DisableBlockingPickup && !w.store.PlainCommands() {
+		return "" // (without scripts, every fetch goes through the pickup lists)
 	}
 	return w.owner
 }

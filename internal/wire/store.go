@@ -22,6 +22,8 @@ type Store struct {
 	// histExpiry is the minute whose history hash this Store last gave its
 	// TTL: acks set it once per minute, not on every write.
 	histExpiry atomic.Int64
+	// plain is set when Redis refuses Lua scripts (plain.go).
+	plain atomic.Bool
 }
 
 // NewStore wraps a go-redis client.
@@ -92,7 +94,13 @@ func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
 // PushCapped enqueues like Push but refuses when the queue already holds
 // limit or more jobs. It returns the queue length seen and whether it pushed.
 func (s *Store) PushCapped(ctx context.Context, queue string, payload []byte, limit int64) (int64, bool, error) {
+	if s.plain.Load() {
+		return s.pushCappedPlain(ctx, queue, payload, limit)
+	}
 	res, err := pushCappedScript.Run(ctx, s.rdb, []string{s.Keys.Queues(), s.Keys.Queue(queue)}, queue, payload, limit).Int64Slice()
+	if s.scriptRefused(err) {
+		return s.pushCappedPlain(ctx, queue, payload, limit)
+	}
 	if err != nil {
 		return 0, false, err
 	}
@@ -203,8 +211,15 @@ func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, 
 	if len(queues) == 0 || len(workerIDs) == 0 {
 		return nil, nil
 	}
-	fc := s.fetchCall(FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes}, now)
+	req := FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes}
+	if s.plain.Load() {
+		return s.fetchPlain(ctx, req, now)
+	}
+	fc := s.fetchCall(req, now)
 	v, err := fetchScript.Run(ctx, s.rdb, fc.keys, fc.args...).Result()
+	if s.scriptRefused(err) {
+		return s.fetchPlain(ctx, req, now)
+	}
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return nil, nil
@@ -377,7 +392,7 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 	var processed, failed int64
 	var fc fetchCall
 	var fetch *redis.Cmd
-	replace := next != nil && len(next.Queues) > 0 && len(next.WorkerIDs) == len(acks)
+	replace := next != nil && len(next.Queues) > 0 && len(next.WorkerIDs) == len(acks) && !s.plain.Load()
 	if replace {
 		for i, a := range acks {
 			if next.WorkerIDs[i] != a.WorkerID {
@@ -478,6 +493,7 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 		if redis.HasErrorPrefix(ferr, "NOSCRIPT") {
 			_ = fetchScript.Load(ctx, s.rdb).Err()
 		}
+		s.scriptRefused(ferr)
 		keys := make([]string, len(acks))
 		for i, a := range acks {
 			keys[i] = s.Keys.Worker(a.WorkerID)
@@ -541,9 +557,15 @@ func (s *Store) JobCounts(ctx context.Context) ([]JobCount, error) {
 // slot's record, if the slot's record still exists (a recoverer may have
 // requeued it already).
 func (s *Store) Requeue(ctx context.Context, workerID, queue string, payload []byte) (bool, error) {
+	if s.plain.Load() {
+		return s.requeuePlain(ctx, workerID, queue, payload)
+	}
 	n, err := requeueScript.Run(ctx, s.rdb,
 		[]string{s.Keys.Worker(workerID), s.Keys.Queue(queue), s.Keys.Queues()},
 		payload, queue).Int64()
+	if s.scriptRefused(err) {
+		return s.requeuePlain(ctx, workerID, queue, payload)
+	}
 	return n == 1, err
 }
 
@@ -622,10 +644,16 @@ func (s *Store) RecoverWorker(ctx context.Context, id string, expected []byte, r
 	if expected == nil {
 		expected, push = []byte{}, []byte{}
 	}
+	if s.plain.Load() {
+		return s.recoverPlain(ctx, id, expected, target, push, rec.Queue, mode == RecoverRequeue)
+	}
 	n, err := recoverScript.Run(ctx, s.rdb, []string{
 		s.Keys.Worker(id), target, s.Keys.Workers(), s.Keys.WorkerStarted(id),
 		s.Keys.Heartbeats(), s.Keys.StatProcessedBy(id), s.Keys.StatFailedBy(id), s.Keys.Queues(),
 	}, expected, push, id, rec.Queue, modeArg).Int64()
+	if s.scriptRefused(err) {
+		return s.recoverPlain(ctx, id, expected, target, push, rec.Queue, mode == RecoverRequeue)
+	}
 	return n == 1, err
 }
 
@@ -718,7 +746,14 @@ func (s *Store) Seen(ctx context.Context, id string) (bool, error) {
 // AddSecretFields records field names of class's arguments that are secret
 // (merged with those already recorded), so every process can redact them.
 func (s *Store) AddSecretFields(ctx context.Context, class string, fields []string) error {
-	return addSecretsScript.Run(ctx, s.rdb, []string{s.Keys.SecretFields()}, append([]any{class}, toAny(fields)...)...).Err()
+	if s.plain.Load() {
+		return s.addSecretsPlain(ctx, class, fields)
+	}
+	err := addSecretsScript.Run(ctx, s.rdb, []string{s.Keys.SecretFields()}, append([]any{class}, toAny(fields)...)...).Err()
+	if s.scriptRefused(err) {
+		return s.addSecretsPlain(ctx, class, fields)
+	}
+	return err
 }
 
 // addSecretsScript merges field names into the class's newline-separated

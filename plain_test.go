@@ -1,0 +1,183 @@
+package resq_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/redistest"
+)
+
+// noScriptsBundle is a bundle whose Conn logs in as a Redis ACL user that may
+// run every command except scripting (EVAL, EVALSHA, SCRIPT, FUNCTION), as
+// operators do who deny Lua as a CVE workaround. srv.Do still runs as the
+// default user.
+func noScriptsBundle(t *testing.T) *bundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	srv.Do(t, "ACL", "SETUSER", "worker", "on", ">pw", "~*", "&*", "+@all", "-@scripting")
+	ns := fmt.Sprintf("t%d", nsCounter.Add(1))
+	url := strings.Replace(srv.URL(), "redis://", "redis://worker:pw@", 1)
+	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: ns, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	b := &bundle{srv: srv, ns: ns, conn: conn, client: resq.NewClient(conn, resq.ClientConfig{QueueCaps: map[string]int64{"capped": 2}}), admin: resq.NewAdmin(conn)}
+	// The user really cannot script.
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	if _, err := rdb.Eval(context.Background(), "return 1", nil).Result(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("EVAL as the no-scripts user: %v; want NOPERM", err)
+	}
+	return b
+}
+
+type secretArgs struct {
+	User     string `json:"user"`
+	Password string `json:"password" resq:"secret"`
+}
+
+// Without Lua the whole core path works on plain commands: enqueue (capped
+// too), fetch with the in-flight record, acks and counters, a malformed job
+// becoming a failure with a valid record, secret fields, and nothing left
+// behind in the pickup lists or slot records.
+func TestWorkerWithoutLuaScripts(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	ctx := context.Background()
+	const jobs = 300
+	for i := range jobs {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.srv.Do(t, "RPUSH", b.key("queue:q"), "not json")
+	if _, err := b.client.Enqueue(ctx, "low", "Work", -1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := b.client.Enqueue(ctx, "capped", "Work", 1000+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.client.Enqueue(ctx, "capped", "Work", 2000); !errors.Is(err, resq.ErrQueueFull) {
+		t.Fatalf("third job on a queue capped at 2: %v; want ErrQueueFull", err)
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Queues: []string{"q", "low", "capped"}, Concurrency: 4})
+	ran := make(chan int, jobs+3)
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error { ran <- a[0]; return nil })
+	resq.Handle(w, "Login", func(ctx context.Context, a secretArgs) error { return nil })
+	stop := runWorker(t, w)
+	seen := map[int]bool{}
+	for len(seen) < jobs+3 {
+		select {
+		case n := <-ran:
+			if seen[n] {
+				t.Fatalf("job %d ran twice", n)
+			}
+			seen[n] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("ran %d of %d jobs", len(seen), jobs+3)
+		}
+	}
+	eventually(t, "all processed", func() bool {
+		st, _ := b.admin.Stats(ctx)
+		return st.Processed == jobs+4 && st.Working == 0
+	})
+	fs, err := b.admin.Failures(ctx, 0, 10)
+	if err != nil || len(fs) != 1 || fs[0].Exception != resq.ExceptionInvalidPayload {
+		t.Fatalf("failures = %+v, %v; want the malformed job's", fs, err)
+	}
+	if v := b.srv.Do(t, "HGET", b.key("resq:secret_fields"), "Login"); v != "password" {
+		t.Errorf("secret fields of Login = %q", v)
+	}
+	stop()
+	if keys := b.srv.Do(t, "KEYS", b.key("resq:pickup:*")); keys != "" {
+		t.Errorf("pickup lists left: %s", keys)
+	}
+	if keys := b.srv.Do(t, "KEYS", b.key("worker:*")); keys != "" {
+		t.Errorf("worker keys left: %s", keys)
+	}
+}
+
+// Without Lua a fast stop still requeues the running job at the head of its
+// queue, and a dead same-host worker's job is still recovered.
+func TestFastStopAndRecoveryWithoutLua(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	ctx := context.Background()
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, StopTimeout: 200 * time.Millisecond})
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	w.HandleFunc("Stubborn", func(ctx context.Context, j *resq.Job) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	})
+	e, err := b.client.Enqueue(ctx, "q", "Stubborn", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	<-started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := b.admin.Peek(ctx, "q", 0, 10)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != e.ID {
+		t.Fatalf("queue after fast stop = %+v, %v; want the interrupted job", jobs, err)
+	}
+
+	// A dead worker on this host (pid above pid_max) holding a job.
+	host, _ := os.Hostname()
+	dead := host + ":999999:q:2"
+	b.srv.Do(t, "SADD", b.key("workers"), dead)
+	b.srv.Do(t, "SET", b.key("worker:"+dead), `{"queue":"q","run_at":"2024-01-15T10:23:45Z","payload":{"class":"Work","args":[1]}}`)
+	b.srv.Do(t, "DEL", b.key("queue:q"))
+	w2 := newWorker(t, b, resq.WorkerConfig{Concurrency: 1})
+	got := make(chan string, 1)
+	w2.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args); return nil })
+	runWorker(t, w2)
+	select {
+	case a := <-got:
+		if a != "[1]" {
+			t.Fatalf("ran %s", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dead worker's job was not recovered")
+	}
+	if v := b.srv.Do(t, "SISMEMBER", b.key("workers"), dead); v != "0" {
+		t.Error("dead id still registered")
+	}
+}
+
+// Class concurrency caps need scripts: Run says so instead of running
+// without them.
+func TestClassConcurrencyRefusedWithoutLua(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	w := newWorker(t, b, resq.WorkerConfig{ClassConcurrency: map[string]int{"Work": 1}})
+	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := w.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "ClassConcurrency needs Lua scripting") {
+		t.Fatalf("Run = %v; want the scripting refusal", err)
+	}
+}
