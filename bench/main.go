@@ -21,7 +21,8 @@
 //
 // Systems: resq, goworker, asynq, gocraft, and resq's variants resq-batch
 // (Client.EnqueueBatch, pipelines of 100, enqueue test only), resq-warm (the
-// handler in a warm child process, process test only), resq-exec (every job
+// handler in a warm child process, process test only), resq-plain (the
+// worker's Redis user may not run Lua scripts, process test only), resq-exec (every job
 // runs /bin/true through HandleCommand, process test only) and resq-poll
 // (DisableBlockingPickup, latency test only); see system.go.
 //
@@ -83,7 +84,7 @@ func main() {
 	var (
 		jsonOut     = fs.Bool("json", false, "print one JSON object per line instead of a table")
 		quick       = fs.Bool("quick", false, "fewer jobs and one repetition (whole comparison < 3 min)")
-		systemsFlag = fs.String("systems", "resq,resq-batch,resq-warm,resq-exec,resq-poll,goworker,asynq,gocraft", "systems to run")
+		systemsFlag = fs.String("systems", "resq,resq-batch,resq-warm,resq-plain,resq-exec,resq-poll,goworker,asynq,gocraft", "systems to run")
 		testsFlag   = fs.String("tests", "enqueue,process,latency", "tests to run")
 		reps        = fs.Int("reps", 0, "repetitions, medians reported (default 3, 1 with -quick)")
 		jobs        = fs.Int("jobs", 0, "jobs per enqueue and process measurement (default 100000, 20000 with -quick)")

@@ -67,10 +67,15 @@ type systemInfo struct {
 //	            binary re-executed with RESQ_* variables removed; main sends
 //	            it to serveWarmChild. Jobs are counted with OnJobDone as
 //	            resq-exec does. Process test only.
+//	resq-plain  the worker logs in as a Redis user without @scripting
+//	            (ACL SETUSER … -@scripting), so it runs on plain commands:
+//	            fetches through its pickup lists with LMOVE + MULTI, acks
+//	            without a fetch. Process test only.
 var systems = []systemInfo{
 	{name: "resq", new: newResq, checked: true, tests: []string{"enqueue", "process", "latency"}, mode: "in-process"},
 	{name: "resq-exec", new: newResqExec, checked: true, tests: []string{"process"}, mode: "exec"},
 	{name: "resq-warm", new: newResqWarm, checked: true, tests: []string{"process"}, mode: "warm child"},
+	{name: "resq-plain", new: newResqPlain, checked: true, tests: []string{"process"}, mode: "no Lua"},
 	{name: "resq-batch", new: newResqBatch, checked: true, tests: []string{"enqueue"}, mode: "batch of 100"},
 	{name: "resq-poll", new: newResqPoll, checked: true, tests: []string{"latency"}, mode: "in-process, polling"},
 	{name: "goworker", new: newGoworker, checked: false, tests: []string{"enqueue", "process", "latency"}, peer: true},

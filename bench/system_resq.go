@@ -21,6 +21,7 @@ const (
 type resqSystem struct {
 	exec  bool // every job runs /bin/true (HandleCommand, the --exec mode)
 	warm  bool // the handler runs in a warm child process (resq.ChildProcess)
+	plain bool // the worker's Redis user may not run Lua scripts
 	poll  bool // DisableBlockingPickup: polling only
 	batch bool // producer uses Client.EnqueueBatch
 }
@@ -30,9 +31,10 @@ func newResqBatch() system { return &resqSystem{batch: true} }
 // batchSize is how many jobs resq-batch pushes per pipeline.
 const batchSize = 100
 
-func newResq() system     { return &resqSystem{} }
-func newResqExec() system { return &resqSystem{exec: true} }
-func newResqWarm() system { return &resqSystem{warm: true} }
+func newResq() system      { return &resqSystem{} }
+func newResqExec() system  { return &resqSystem{exec: true} }
+func newResqWarm() system  { return &resqSystem{warm: true} }
+func newResqPlain() system { return &resqSystem{plain: true} }
 
 // warmOptions are resq-warm's handler options, the same in the worker and
 // in its children.
@@ -80,7 +82,24 @@ func (s *resqSystem) producer(ctx context.Context, addr string, producers int) (
 }
 
 func (s *resqSystem) startWorker(ctx context.Context, addr string, concurrency int, done func(jobArgs)) error {
-	conn, err := resqConn(addr)
+	url := "redis://" + addr + "/0"
+	if s.plain {
+		// A Redis user without @scripting, as operators who deny Lua set up.
+		r, err := dialRESP(addr)
+		if err != nil {
+			return err
+		}
+		_, err = r.do("ACL", "SETUSER", "noscripts", "on", ">bench", "~*", "&*", "+@all", "-@scripting")
+		r.close()
+		if err != nil {
+			return err
+		}
+		url = "redis://noscripts:bench@" + addr + "/0"
+	}
+	conn, err := resq.Open(resq.ConnConfig{
+		URL:    url,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
 	if err != nil {
 		return err
 	}
