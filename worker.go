@@ -41,6 +41,9 @@ type Worker struct {
 	wake    chan struct{} // pokes the fetcher (resume, shutdown)
 	recheck chan struct{} // asks maintain to run now (after a Redis outage)
 
+	// checkHeld asks the next fetch to look for records already on its
+	// slots: set at start-up and after any write whose outcome is unknown.
+	checkHeld  atomic.Bool
 	owner      string      // host:pid, owner of the pickup lists
 	wantPickup atomic.Bool // a slot is idle and the queues were empty
 	pickSignal broadcast   // fired when wantPickup becomes true
@@ -115,6 +118,7 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 		stopped:  make(chan struct{}),
 	}
 	w.ids = workerIDs(cfg.Hostname, cfg.PID, spec.idPart(), cfg.Concurrency)
+	w.checkHeld.Store(true)
 	w.owner = cfg.Hostname + ":" + strconv.Itoa(cfg.PID)
 	if !spec.dynamic {
 		qs := spec.include
@@ -469,7 +473,12 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 		for i, si := range batch {
 			ids[i] = slots[si].id
 		}
-		got, err := w.store.Fetch(ctx, queues, w.pickupOwner(), ids, time.Now(), w.limits.MaxBytes)
+		checkHeld := w.checkHeld.Swap(false)
+		got, err := w.store.FetchWith(ctx, wire.FetchRequest{Queues: queues, PickupOwner: w.pickupOwner(), WorkerIDs: ids,
+			MaxBytes: w.limits.MaxBytes, CheckHeld: checkHeld}, time.Now())
+		if err != nil && !errors.Is(err, wire.ErrPaused) {
+			w.checkHeld.Store(true) // the fetch may have happened with its reply lost
+		}
 		switch {
 		case errors.Is(err, wire.ErrPaused):
 			w.wantPickup.Store(false)
@@ -960,6 +969,7 @@ func (a *acker) loop() {
 				break
 			}
 			next = nil
+			a.w.checkHeld.Store(true) // records it wrote or left are handed back by the next fetch
 			a.w.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
 			if attempt >= 100 {
 				a.w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))

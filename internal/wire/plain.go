@@ -85,8 +85,10 @@ func (s *Store) fetchPlain(ctx context.Context, r FetchRequest, now time.Time) (
 	pipe := s.rdb.Pipeline()
 	pause := pipe.Get(ctx, s.Keys.PauseAll())
 	held := make([]*redis.StringCmd, n)
-	for i, id := range r.WorkerIDs {
-		held[i] = pipe.Get(ctx, s.Keys.Worker(id))
+	if r.CheckHeld {
+		for i, id := range r.WorkerIDs {
+			held[i] = pipe.Get(ctx, s.Keys.Worker(id))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -97,7 +99,9 @@ func (s *Store) fetchPlain(ctx context.Context, r FetchRequest, now time.Time) (
 	var out []Fetched
 	var free []int
 	for i, c := range held {
-		if rec, err := c.Bytes(); err == nil {
+		if c == nil {
+			free = append(free, i)
+		} else if rec, err := c.Bytes(); err == nil {
 			f, err := heldJob(i, rec)
 			if err != nil {
 				return out, err

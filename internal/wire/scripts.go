@@ -8,9 +8,9 @@ import "github.com/redis/go-redis/v9"
 //
 // KEYS[1] = pause-all-workers, KEYS[2..1+m] = queue lists in priority order,
 // KEYS[2+m..1+m+n] = worker:<id> keys of the idle slots.
-// ARGV[1] = m, ARGV[2] = the payload size limit in bytes, ARGV[3] = "1" in
-// replace mode (below), ARGV[3+j] = the record prefix for queue j
-// (RecordPrefix).
+// ARGV[1] = m, ARGV[2] = the payload size limit in bytes, ARGV[3] = the
+// mode: "r" replace, "h" check held records, "" neither (below),
+// ARGV[3+j] = the record prefix for queue j (RecordPrefix).
 // Returns -1 when all workers are paused, else a flat array of
 // (queue index, slot index, payload, stored-as-is) quadruples. A payload
 // that is not a JSON object (checked with cjson, so "{oops}" is caught) is
@@ -19,11 +19,13 @@ import "github.com/redis/go-redis/v9"
 // is not returned: its place holds {size, first 1 KiB, sha1 hex}, so a
 // hostile 16 MiB job never reaches the worker's memory.
 //
-// A slot whose record is still set holds a job this process took but never
-// saw (the reply of an earlier fetch was lost, or a crashed process with the
-// same id left it): the script pops nothing for it and hands the record back
-// instead, as (0, slot index, record, 2), so the job runs rather than being
-// overwritten.
+// In check-held mode, a slot whose record is still set holds a job this
+// process took but never saw (the reply of an earlier write was lost, or a
+// crashed process with the same id left it): the script pops nothing for it
+// and hands the record back instead, as (0, slot index, record, 2), so the
+// job runs rather than being overwritten. The worker asks for it on its first
+// fetch and after any write whose outcome it does not know; otherwise the
+// check would cost a GET per idle slot on every fetch.
 //
 // In replace mode (Store.AckAndFetch) the slots' records are those of the
 // jobs just acked in the same MULTI: each is overwritten by the slot's next
@@ -34,7 +36,8 @@ import "github.com/redis/go-redis/v9"
 var fetchScript = redis.NewScript(`
 local m = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
-local replace = ARGV[3] == '1'
+local replace = ARGV[3] == 'r'
+local checkHeld = ARGV[3] == 'h'
 local n = #KEYS - 1 - m
 local p = redis.call('GET', KEYS[1])
 if p then
@@ -50,7 +53,7 @@ local out = {}
 local q = 1
 for i = 1, n do
   local held = false
-  if not replace then held = redis.call('GET', KEYS[1 + m + i]) end
+  if checkHeld then held = redis.call('GET', KEYS[1 + m + i]) end
   if held then
     out[#out + 1] = 0
     out[#out + 1] = i

@@ -208,10 +208,14 @@ var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
 // A payload larger than maxBytes is not transferred: its Fetched has
 // Oversize set and Raw holds only its first KiB.
 func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, workerIDs []string, now time.Time, maxBytes int) ([]Fetched, error) {
-	if len(queues) == 0 || len(workerIDs) == 0 {
+	return s.FetchWith(ctx, FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes, CheckHeld: true}, now)
+}
+
+// FetchWith is Fetch with every option of a FetchRequest.
+func (s *Store) FetchWith(ctx context.Context, req FetchRequest, now time.Time) ([]Fetched, error) {
+	if len(req.Queues) == 0 || len(req.WorkerIDs) == 0 {
 		return nil, nil
 	}
-	req := FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes}
 	if s.plain.Load() {
 		return s.fetchPlain(ctx, req, now)
 	}
@@ -235,7 +239,10 @@ type FetchRequest struct {
 	PickupOwner string
 	WorkerIDs   []string
 	MaxBytes    int
-	replace     bool // the slots' records are of jobs acked in the same MULTI
+	// CheckHeld hands back records already on the slots instead of
+	// popping for them (see fetchScript); Fetch always sets it.
+	CheckHeld bool
+	replace   bool // the slots' records are of jobs acked in the same MULTI
 }
 
 // fetchCall is one call of the fetch script: its keys and arguments, and
@@ -269,11 +276,14 @@ func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
 	}
 	runAt := RunAt(now)
 	args := make([]any, 0, 3+sources)
-	replace := "0"
-	if r.replace {
-		replace = "1"
+	mode := ""
+	switch {
+	case r.replace:
+		mode = "r"
+	case r.CheckHeld:
+		mode = "h"
 	}
-	args = append(args, sources, r.MaxBytes, replace)
+	args = append(args, sources, r.MaxBytes, mode)
 	for i := 0; i < sources; i++ {
 		args = append(args, RecordPrefix(r.Queues[i%len(r.Queues)], runAt))
 	}
