@@ -473,11 +473,10 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 	if err != nil {
 		s.histExpiry.Store(0) // the EXPIRE may not have landed: send it again
 	}
-	if fetch == nil || err == nil {
-		if err != nil {
+	if err != nil {
+		if fetch == nil {
 			return nil, err
 		}
-	} else {
 		for _, c := range cmds {
 			if c != fetch && c.Err() != nil {
 				return nil, c.Err() // the acks failed, or their outcome is unknown
