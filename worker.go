@@ -41,9 +41,6 @@ type Worker struct {
 	wake    chan struct{} // pokes the fetcher (resume, shutdown)
 	recheck chan struct{} // asks maintain to run now (after a Redis outage)
 
-	// checkHeld asks the next fetch to look for records already on its
-	// slots: set at start-up and after any write whose outcome is unknown.
-	checkHeld  atomic.Bool
 	owner      string      // host:pid, owner of the pickup lists
 	wantPickup atomic.Bool // a slot is idle and the queues were empty
 	pickSignal broadcast   // fired when wantPickup becomes true
@@ -118,7 +115,6 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 		stopped:  make(chan struct{}),
 	}
 	w.ids = workerIDs(cfg.Hostname, cfg.PID, spec.idPart(), cfg.Concurrency)
-	w.checkHeld.Store(true)
 	w.owner = cfg.Hostname + ":" + strconv.Itoa(cfg.PID)
 	if !spec.dynamic {
 		qs := spec.include
@@ -210,6 +206,10 @@ type slot struct {
 	id      string
 	jobs    chan wire.Fetched
 	ackDone chan ackResult // the acker's "written" signal, reused per job
+	// checkHeld asks the slot's next fetch to look for a record already on
+	// it: set at start-up and after a write for the slot whose outcome is
+	// unknown (its reply was lost, say).
+	checkHeld atomic.Bool
 
 	mu        sync.Mutex
 	current   *wire.Fetched
@@ -300,6 +300,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var slotWG sync.WaitGroup
 	for i, id := range w.ids {
 		slots[i] = &slot{idx: i, id: id, jobs: make(chan wire.Fetched, 1), ackDone: make(chan ackResult, 1)}
+		slots[i].checkHeld.Store(true)
 		idle <- i
 		slotWG.Add(1)
 		go func(s *slot) {
@@ -470,14 +471,19 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			queues = w.spec.include
 		}
 		ids := make([]string, len(batch))
+		checkHeld := false
 		for i, si := range batch {
 			ids[i] = slots[si].id
+			if slots[si].checkHeld.Swap(false) {
+				checkHeld = true
+			}
 		}
-		checkHeld := w.checkHeld.Swap(false)
 		got, err := w.store.FetchWith(ctx, wire.FetchRequest{Queues: queues, PickupOwner: w.pickupOwner(), WorkerIDs: ids,
 			MaxBytes: w.limits.MaxBytes, CheckHeld: checkHeld}, time.Now())
 		if err != nil && !errors.Is(err, wire.ErrPaused) {
-			w.checkHeld.Store(true) // the fetch may have happened with its reply lost
+			for _, si := range batch {
+				slots[si].checkHeld.Store(true) // the fetch may have happened with its reply lost
+			}
 		}
 		switch {
 		case errors.Is(err, wire.ErrPaused):
@@ -588,7 +594,7 @@ func (w *Worker) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.F
 		w.requeue(s, f)
 		return next, false, false
 	}
-	next, more = acker.submit(ack, f, s.ackDone)
+	next, more = acker.submit(ack, f, s)
 	return next, more, false
 }
 
@@ -886,7 +892,7 @@ type acker struct {
 type ackReq struct {
 	ack  wire.Ack
 	job  wire.Fetched // the finished job, to tell whether a lost write landed
-	done chan ackResult
+	slot *slot
 }
 
 // ackResult tells a slot that its ack is written, and hands it its next job
@@ -900,11 +906,11 @@ func newAcker(w *Worker, stop <-chan struct{}) *acker {
 	return &acker{w: w, reqs: make(chan ackReq, len(w.ids)), stop: stop}
 }
 
-// submit hands an ack to the batch writer and waits until it is written.
-// done is the slot's own channel (buffered 1), reused for every job.
-func (a *acker) submit(ack wire.Ack, job wire.Fetched, done chan ackResult) (next wire.Fetched, more bool) {
-	a.reqs <- ackReq{ack: ack, job: job, done: done}
-	r := <-done
+// submit hands an ack to the batch writer and waits until it is written
+// (on the slot's own ackDone channel, buffered 1, reused for every job).
+func (a *acker) submit(ack wire.Ack, job wire.Fetched, s *slot) (next wire.Fetched, more bool) {
+	a.reqs <- ackReq{ack: ack, job: job, slot: s}
+	r := <-s.ackDone
 	return r.next, r.more
 }
 
@@ -969,7 +975,9 @@ func (a *acker) loop() {
 				break
 			}
 			next = nil
-			a.w.checkHeld.Store(true) // records it wrote or left are handed back by the next fetch
+			for _, b := range batch {
+				b.slot.checkHeld.Store(true) // records it wrote or left are handed back by the next fetch
+			}
 			a.w.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
 			if attempt >= 100 {
 				a.w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
@@ -994,7 +1002,7 @@ func (a *acker) loop() {
 			res[f.Slot] = ackResult{next: f, more: true}
 		}
 		for i, b := range batch {
-			b.done <- res[i]
+			b.slot.ackDone <- res[i]
 		}
 	}
 }
