@@ -594,7 +594,7 @@ func (w *Worker) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.F
 		w.requeue(s, f)
 		return next, false, false
 	}
-	next, more = acker.submit(ack, f, s)
+	next, more = acker.submit(ack, s)
 	return next, more, false
 }
 
@@ -887,11 +887,11 @@ type acker struct {
 	w    *Worker
 	reqs chan ackReq
 	stop <-chan struct{} // Run's ctx is done: no more fetching
+	seq  int64           // the last batch's AckMark sequence number
 }
 
 type ackReq struct {
 	ack  wire.Ack
-	job  wire.Fetched // the finished job, to tell whether a lost write landed
 	slot *slot
 }
 
@@ -903,13 +903,15 @@ type ackResult struct {
 }
 
 func newAcker(w *Worker, stop <-chan struct{}) *acker {
-	return &acker{w: w, reqs: make(chan ackReq, len(w.ids)), stop: stop}
+	// Sequence numbers start from the clock, so a later process with the
+	// same pid never meets its predecessor's mark.
+	return &acker{w: w, reqs: make(chan ackReq, len(w.ids)), stop: stop, seq: time.Now().UnixNano()}
 }
 
 // submit hands an ack to the batch writer and waits until it is written
 // (on the slot's own ackDone channel, buffered 1, reused for every job).
-func (a *acker) submit(ack wire.Ack, job wire.Fetched, s *slot) (next wire.Fetched, more bool) {
-	a.reqs <- ackReq{ack: ack, job: job, slot: s}
+func (a *acker) submit(ack wire.Ack, s *slot) (next wire.Fetched, more bool) {
+	a.reqs <- ackReq{ack: ack, slot: s}
 	r := <-s.ackDone
 	return r.next, r.more
 }
@@ -942,6 +944,47 @@ func (a *acker) fetchNext(batch []ackReq) *wire.FetchRequest {
 	return &wire.FetchRequest{Queues: *qs, PickupOwner: w.pickupOwner(), WorkerIDs: ids, MaxBytes: w.limits.MaxBytes}
 }
 
+// write writes one batch of acks (with the slots' next fetch when fetchNext
+// allows) and returns the jobs fetched. It retries while Redis is away; a
+// retry goes through Store.AckRetry, which never repeats a write that
+// landed with its reply lost.
+func (a *acker) write(batch []ackReq, acks []wire.Ack) []wire.Fetched {
+	w := a.w
+	a.seq++
+	mark := wire.AckMark{Owner: w.owner, Seq: a.seq}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	got, err := w.store.AckAndFetch(ctx, acks, time.Now(), a.fetchNext(batch), mark)
+	cancel()
+	if err == nil {
+		return got
+	}
+	// The outcome is unknown: the records this write replaced or left are
+	// handed back by the slots' next fetch, which checks for them.
+	for _, b := range batch {
+		b.slot.checkHeld.Store(true)
+	}
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		w.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var landed bool
+		landed, err = w.store.AckRetry(ctx, acks, mark, time.Now())
+		cancel()
+		switch {
+		case err == nil && landed:
+			w.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
+			return nil
+		case err == nil:
+			return nil
+		case attempt >= 100:
+			w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
+			return nil
+		}
+	}
+}
+
 func (a *acker) loop() {
 	batch := make([]ackReq, 0, cap(a.reqs))
 	acks := make([]wire.Ack, 0, cap(a.reqs))
@@ -963,40 +1006,7 @@ func (a *acker) loop() {
 		for _, b := range batch {
 			acks = append(acks, b.ack)
 		}
-		var got []wire.Fetched
-		next := a.fetchNext(batch)
-		backoff := 50 * time.Millisecond
-		for attempt := 0; ; attempt++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			var err error
-			got, err = a.w.store.AckAndFetch(ctx, acks, time.Now(), next)
-			cancel()
-			if err == nil {
-				break
-			}
-			next = nil
-			for _, b := range batch {
-				b.slot.checkHeld.Store(true) // records it wrote or left are handed back by the next fetch
-			}
-			a.w.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
-			if attempt >= 100 {
-				a.w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
-				break
-			}
-			time.Sleep(backoff)
-			backoff = min(backoff*2, 5*time.Second)
-			// The write may have landed with only its reply lost (MULTI/EXEC:
-			// all of it or none). Then it must not be repeated: counters would
-			// double, and its DELs would drop the jobs it fetched, which wait
-			// in their slots' records for the fetch script to hand them back.
-			ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-			landed, lerr := a.w.store.AckLanded(ctx, batch[0].ack.WorkerID, batch[0].job)
-			cancel()
-			if lerr == nil && landed {
-				a.w.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
-				break
-			}
-		}
+		got := a.write(batch, acks)
 		res := make([]ackResult, len(batch))
 		for _, f := range got {
 			res[f.Slot] = ackResult{next: f, more: true}

@@ -27,7 +27,8 @@ func TestAckAndFetchReplacesRecords(t *testing.T) {
 		acks[i] = wire.Ack{WorkerID: id, Processed: true, Queue: "q", Class: "Archive"}
 	}
 	next := &wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: ids, MaxBytes: maxPayload}
-	got, err := s.AckAndFetch(bg, acks, specInstant.Add(time.Second), next)
+	mark := wire.AckMark{Owner: "h:1", Seq: 41}
+	got, err := s.AckAndFetch(bg, acks, specInstant.Add(time.Second), next, mark)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,15 +41,39 @@ func TestAckAndFetchReplacesRecords(t *testing.T) {
 	for _, id := range ids {
 		expect(t, srv, "1", "GET", "resque:stat:processed:"+id)
 	}
-	// The finished job's ack landed: its record is gone or replaced.
-	for i, id := range ids {
-		if landed, err := s.AckLanded(bg, id, first[i]); err != nil || !landed {
-			t.Errorf("AckLanded(%s) = %v, %v; want true", id, landed, err)
+	// A retry of that write (its reply lost, say) sees its mark and writes
+	// nothing: no counter moves twice, the next job's record stays.
+	landed, err := s.AckRetry(bg, acks, mark, specInstant.Add(time.Second))
+	if err != nil || !landed {
+		t.Fatalf("AckRetry of a landed write = %v, %v; want landed", landed, err)
+	}
+	expect(t, srv, "3", "GET", "resque:stat:processed")
+	expect(t, srv, `{"queue":"q","run_at":"2024-01-15T10:23:46Z","payload":{"class":"Next","args":[2]}}`, "GET", "resque:worker:"+ids[0])
+}
+
+// A retry of a write that did not land writes the acks once, with its mark,
+// and a second retry then finds it landed.
+func TestAckRetryWritesOnce(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
+	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+		t.Fatal(err)
+	}
+	srv.Do(t, "SET", "resque:resq:acked:h:1", "6") // an earlier batch's mark
+	acks := []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}
+	mark := wire.AckMark{Owner: "h:1", Seq: 7}
+	for i, want := range []bool{false, true} {
+		landed, err := s.AckRetry(bg, acks, mark, specInstant)
+		if err != nil || landed != want {
+			t.Fatalf("AckRetry #%d = %v, %v; want landed=%v", i+1, landed, err, want)
 		}
 	}
-	// The job now in slot 0's record has not been acked.
-	if landed, err := s.AckLanded(bg, ids[0], got[0]); err != nil || landed {
-		t.Errorf("AckLanded of the running job = %v, %v; want false", landed, err)
+	expect(t, srv, "1", "GET", "resque:stat:processed")
+	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
+	expect(t, srv, "7", "GET", "resque:resq:acked:h:1")
+	if ttl := srv.Do(t, "TTL", "resque:resq:acked:h:1"); ttl == "-1" || ttl == "-2" {
+		t.Errorf("ack mark TTL = %s", ttl)
 	}
 }
 
@@ -63,7 +88,7 @@ func TestAckAndFetchPaused(t *testing.T) {
 	}
 	srv.Do(t, "SET", "resque:pause-all-workers", "true")
 	got, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}, specInstant,
-		&wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload})
+		&wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload}, wire.AckMark{})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("AckAndFetch while paused = %+v, %v", got, err)
 	}
@@ -77,7 +102,7 @@ func TestAckAndFetchPaused(t *testing.T) {
 // has the script again.
 func TestAckAndFetchNoScript(t *testing.T) {
 	t.Parallel()
-	s, srv := newStore(t)
+	s, srv := newPrivateStore(t) // SCRIPT FLUSH is server-wide
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload, archivePayload, archivePayload)
 	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
 		t.Fatal(err)
@@ -85,7 +110,7 @@ func TestAckAndFetchNoScript(t *testing.T) {
 	srv.Do(t, "SCRIPT", "FLUSH")
 	ack := []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}
 	next := &wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload}
-	got, err := s.AckAndFetch(bg, ack, specInstant, next)
+	got, err := s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("AckAndFetch after SCRIPT FLUSH = %+v, %v; want no jobs, no error", got, err)
 	}
@@ -96,7 +121,7 @@ func TestAckAndFetchNoScript(t *testing.T) {
 	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.AckAndFetch(bg, ack, specInstant, next)
+	got, err = s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("AckAndFetch = %+v, %v; want the last job", got, err)
 	}
@@ -127,8 +152,4 @@ func TestFetchHandsBackHeldRecord(t *testing.T) {
 	}
 	expect(t, srv, "1", "LLEN", "resque:queue:q")
 	expect(t, srv, held, "GET", "resque:worker:"+ids[0])
-	// SameRecord recognises them; a landed ack would have removed them.
-	if landed, err := s.AckLanded(bg, ids[1], got[1]); err != nil || landed {
-		t.Errorf("AckLanded before the ack = %v, %v", landed, err)
-	}
 }

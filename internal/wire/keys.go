@@ -69,5 +69,10 @@ func (k Keys) SecretFields() string { return k.resq("secret_fields") }
 // parks a job taken from queue until a slot records it.
 func (k Keys) Pickup(owner, queue string) string { return k.resq("pickup:" + owner + ":" + queue) }
 
+// AckMark holds the sequence number of the last ack batch process owner
+// ("host:pid") wrote, so that a retry can tell whether a write whose reply
+// was lost had landed. It expires an hour after the last write.
+func (k Keys) AckMark(owner string) string { return k.resq("acked:" + owner) }
+
 // PickupPrefix is the common prefix of every pickup list.
 func (k Keys) PickupPrefix() string { return k.resq("pickup:") }

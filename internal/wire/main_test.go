@@ -33,7 +33,18 @@ func newStore(t *testing.T) (*wire.Store, *redistest.Server) {
 
 func newStoreNS(t *testing.T, ns string) (*wire.Store, *redistest.Server) {
 	t.Helper()
-	srv := pool.Get(t)
+	return storeOn(t, pool.Get(t), ns)
+}
+
+// newPrivateStore is newStore on a redis-server of the test's own, for tests
+// that change server-wide state (SCRIPT FLUSH).
+func newPrivateStore(t *testing.T) (*wire.Store, *redistest.Server) {
+	t.Helper()
+	return storeOn(t, redistest.Start(t), "resque")
+}
+
+func storeOn(t *testing.T, srv *redistest.Server, ns string) (*wire.Store, *redistest.Server) {
+	t.Helper()
 	opt, err := redis.ParseURL(srv.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -176,24 +175,6 @@ func heldJob(slot int, rec []byte) (Fetched, error) {
 		}
 	}
 	return f, nil
-}
-
-// SameRecord reports whether rec is the in-flight record the fetch that
-// returned f wrote (so that an ack whose reply was lost can tell whether it
-// landed: a landed ack deleted or replaced it).
-func (f Fetched) SameRecord(rec []byte) bool {
-	w, err := DecodeWorkingOn(rec)
-	if err != nil || w.Queue != f.Queue || w.RunAt != f.RunAt {
-		return false
-	}
-	if f.Oversize != nil {
-		return true // the record holds the first KiB only; queue and time match
-	}
-	if f.storedAsIs {
-		return bytes.Equal(w.Payload, f.Raw)
-	}
-	var s string
-	return json.Unmarshal(w.Payload, &s) == nil && s == string(f.Raw)
 }
 
 // ErrPaused is returned by Fetch when pause-all-workers is set.
@@ -371,22 +352,110 @@ func JobCountField(outcome, queue, class string) string {
 // counters, DEL worker:<id>, INCRBY the processed counters (spec §4.4), all in
 // one MULTI/EXEC so a crash never leaves half an ack.
 func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
-	_, err := s.AckAndFetch(ctx, acks, now, nil)
+	_, err := s.AckAndFetch(ctx, acks, now, nil, AckMark{})
 	return err
 }
 
-// AckLanded reports whether an ack of the job f on slot workerID was
-// written, after a write whose reply did not arrive: a written ack deleted
-// f's in-flight record, or replaced it with the slot's next job.
-func (s *Store) AckLanded(ctx context.Context, workerID string, f Fetched) (bool, error) {
-	rec, err := s.rdb.Get(ctx, s.Keys.Worker(workerID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return true, nil
+// ackCommands queues an ack batch's commands (inside a MULTI): per ack the
+// failure record, the per-worker counters and, unless the fetch script
+// replaces it, DEL worker:<id>; then the batch's global and resq counters.
+func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, now time.Time, replace bool) {
+	var processed, failed int64
+	for _, a := range acks {
+		if a.Failure != nil {
+			p.RPush(ctx, s.Keys.Failed(), a.Failure)
+		}
+		if a.CountFailed {
+			failed++
+			p.IncrBy(ctx, s.Keys.StatFailedBy(a.WorkerID), 1)
+		}
+		if !replace {
+			p.Del(ctx, s.Keys.Worker(a.WorkerID)) // else the fetch script replaces or deletes it
+		}
+		if a.SeenID != "" {
+			p.Set(ctx, s.Keys.Seen(a.SeenID), 1, a.SeenTTL)
+		}
+		if a.Processed {
+			processed++
+			p.IncrBy(ctx, s.Keys.StatProcessedBy(a.WorkerID), 1)
+		}
 	}
+	if failed > 0 {
+		p.IncrBy(ctx, s.Keys.StatFailed(), failed)
+	}
+	if processed > 0 {
+		p.IncrBy(ctx, s.Keys.StatProcessed(), processed)
+	}
+	// resq's own counters, aggregated over the batch.
+	counts := map[string]int64{}
+	for _, a := range acks {
+		if a.Processed {
+			counts[JobCountField("processed", a.Queue, a.Class)]++
+		}
+		if a.CountFailed {
+			counts[JobCountField("failed", a.Queue, a.Class)]++
+		}
+	}
+	for f, n := range counts {
+		p.HIncrBy(ctx, s.Keys.JobCounts(), f, n)
+	}
+	hist := s.Keys.History(now.Unix() / 60)
+	if processed > 0 {
+		p.HIncrBy(ctx, hist, "processed", processed)
+	}
+	if failed > 0 {
+		p.HIncrBy(ctx, hist, "failed", failed)
+	}
+	if minute := now.Unix() / 60; s.histExpiry.Swap(minute) != minute {
+		p.Expire(ctx, hist, HistoryTTL)
+	}
+}
+
+// AckMark identifies one ack write of one process: AckAndFetch and
+// AckRetry set <ns>:resq:acked:<Owner> to Seq in the write's MULTI.
+type AckMark struct {
+	Owner string // host:pid; "" writes no mark
+	Seq   int64  // distinct for every batch of the process
+}
+
+// markTTL is how long an ack mark outlives its write: far longer than any
+// retry loop.
+const markTTL = time.Hour
+
+// AckRetry writes an ack batch again after a write (with mark) whose reply
+// did not arrive, unless that write landed: under WATCH on the mark it reads
+// whether the mark holds mark.Seq (MULTI/EXEC is all or nothing, so then the
+// whole write landed, its fetched jobs are in their slots' records, and
+// nothing is written now) and otherwise runs the ack's MULTI, with the mark,
+// which a landing in between aborts. landed reports the first case.
+func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time.Time) (landed bool, err error) {
+	if len(acks) == 0 {
+		return false, nil
+	}
+	if mark.Owner == "" {
+		return false, s.AckAll(ctx, acks, now)
+	}
+	key := s.Keys.AckMark(mark.Owner)
+	seq := strconv.FormatInt(mark.Seq, 10)
+	err = s.watchRetry(ctx, func(tx *redis.Tx) error {
+		v, err := tx.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if landed = v == seq; landed {
+			return nil
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			s.ackCommands(ctx, p, acks, now, false)
+			p.Set(ctx, key, seq, markTTL)
+			return nil
+		})
+		return err
+	}, key)
 	if err != nil {
-		return false, err
+		s.histExpiry.Store(0)
 	}
-	return !f.SameRecord(rec), nil
+	return landed, err
 }
 
 // AckAndFetch is AckAll followed, in the same MULTI/EXEC and so in one round
@@ -395,11 +464,10 @@ func (s *Store) AckLanded(ctx context.Context, workerID string, f Fetched) (bool
 // even when the fetch part fails (an unloaded script, say); that failure
 // returns no jobs and no error, and the caller fetches the usual way. A
 // paused namespace returns no jobs.
-func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest) ([]Fetched, error) {
+func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest, mark AckMark) ([]Fetched, error) {
 	if len(acks) == 0 {
 		return nil, nil
 	}
-	var processed, failed int64
 	var fc fetchCall
 	var fetch *redis.Cmd
 	replace := next != nil && len(next.Queues) > 0 && len(next.WorkerIDs) == len(acks) && !s.plain.Load()
@@ -414,53 +482,9 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 		next = nil
 	}
 	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, a := range acks {
-			if a.Failure != nil {
-				p.RPush(ctx, s.Keys.Failed(), a.Failure)
-			}
-			if a.CountFailed {
-				failed++
-				p.IncrBy(ctx, s.Keys.StatFailedBy(a.WorkerID), 1)
-			}
-			if !replace {
-				p.Del(ctx, s.Keys.Worker(a.WorkerID)) // else the fetch script replaces or deletes it
-			}
-			if a.SeenID != "" {
-				p.Set(ctx, s.Keys.Seen(a.SeenID), 1, a.SeenTTL)
-			}
-			if a.Processed {
-				processed++
-				p.IncrBy(ctx, s.Keys.StatProcessedBy(a.WorkerID), 1)
-			}
-		}
-		if failed > 0 {
-			p.IncrBy(ctx, s.Keys.StatFailed(), failed)
-		}
-		if processed > 0 {
-			p.IncrBy(ctx, s.Keys.StatProcessed(), processed)
-		}
-		// resq's own counters, aggregated over the batch.
-		counts := map[string]int64{}
-		for _, a := range acks {
-			if a.Processed {
-				counts[JobCountField("processed", a.Queue, a.Class)]++
-			}
-			if a.CountFailed {
-				counts[JobCountField("failed", a.Queue, a.Class)]++
-			}
-		}
-		for f, n := range counts {
-			p.HIncrBy(ctx, s.Keys.JobCounts(), f, n)
-		}
-		hist := s.Keys.History(now.Unix() / 60)
-		if processed > 0 {
-			p.HIncrBy(ctx, hist, "processed", processed)
-		}
-		if failed > 0 {
-			p.HIncrBy(ctx, hist, "failed", failed)
-		}
-		if minute := now.Unix() / 60; s.histExpiry.Swap(minute) != minute {
-			p.Expire(ctx, hist, HistoryTTL)
+		s.ackCommands(ctx, p, acks, now, replace)
+		if mark.Owner != "" {
+			p.Set(ctx, s.Keys.AckMark(mark.Owner), mark.Seq, markTTL)
 		}
 		if replace {
 			r := *next

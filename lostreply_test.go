@@ -1,0 +1,152 @@
+package resq_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/resq-go/resq"
+)
+
+// dropReplyProxy forwards connections to Redis; the first time a client
+// sends an ack that fetches (a MULTI holding EVALSHA), it lets Redis run it
+// but never passes the reply on and cuts the connection: the write landed,
+// the worker cannot know.
+type dropReplyProxy struct {
+	ln      net.Listener
+	target  string
+	dropped atomic.Bool
+}
+
+func startDropReplyProxy(t *testing.T, target string) *dropReplyProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dropReplyProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *dropReplyProxy) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	var mute atomic.Bool
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 && !mute.Load() {
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		client.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if lc := bytes.ToLower(chunk); bytes.Contains(lc, []byte("exec")) && bytes.Contains(lc, []byte("evalsha")) && p.dropped.CompareAndSwap(false, true) {
+				mute.Store(true)
+				server.Write(chunk)
+				time.Sleep(100 * time.Millisecond) // Redis runs it; the reply goes nowhere
+				server.Close()
+				client.Close()
+				return
+			}
+			if _, werr := server.Write(chunk); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	server.Close()
+	io.Copy(io.Discard, client)
+}
+
+// An ack whose MULTI landed but whose reply was lost is not written twice,
+// and the jobs it fetched for its slots — now only in their records — still
+// run: every job runs exactly once and is counted once.
+func TestLostAckReplyLosesNothing(t *testing.T) {
+	t.Parallel()
+	b := setupPrivate(t)
+	proxy := startDropReplyProxy(t, b.srv.Addr())
+	url := strings.Replace(b.srv.URL(), b.srv.Addr(), proxy.ln.Addr().String(), 1)
+	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx := context.Background()
+	const jobs = 60
+	for i := range jobs {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 3, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	runs := map[int]int{}
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
+		mu.Lock()
+		runs[a[0]]++
+		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	runWorker(t, w)
+	eventually(t, "every job processed", func() bool {
+		st, err := b.admin.Stats(ctx)
+		return err == nil && st.Processed >= jobs && st.Working == 0 && st.Pending == 0
+	})
+	time.Sleep(100 * time.Millisecond) // a double count would show now
+	if !proxy.dropped.Load() {
+		t.Fatal("the proxy never dropped an ack reply: the test proved nothing")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var wrong []string
+	for i := range jobs {
+		if runs[i] != 1 {
+			wrong = append(wrong, fmt.Sprintf("job %d ran %d times", i, runs[i]))
+		}
+	}
+	if len(wrong) > 0 {
+		t.Fatal(strings.Join(wrong, "; "))
+	}
+	st, _ := b.admin.Stats(ctx)
+	if st.Processed != jobs || st.StatFailed != 0 {
+		t.Fatalf("processed %d, failed %d; want %d, 0", st.Processed, st.StatFailed, jobs)
+	}
+}
