@@ -28,7 +28,14 @@ func newWorker(t *testing.T, b *bundle, cfg resq.WorkerConfig) *resq.Worker {
 // ignores cancellation, at the head of its queue, and counts nothing.
 func TestFastStopRequeuesRunningJob(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	assertFastStopRequeues(t, setup(t))
+}
+
+// assertFastStopRequeues runs a job whose handler ignores cancellation,
+// stops the worker fast, and checks that the job is back at the head of its
+// queue and nothing was counted.
+func assertFastStopRequeues(t *testing.T, b *bundle) {
+	t.Helper()
 	ctx := context.Background()
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, StopTimeout: 200 * time.Millisecond})
 	started := make(chan struct{}, 1)

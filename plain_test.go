@@ -117,32 +117,7 @@ func TestWorkerWithoutLuaScripts(t *testing.T) {
 func TestFastStopAndRecoveryWithoutLua(t *testing.T) {
 	t.Parallel()
 	b := noScriptsBundle(t)
-	ctx := context.Background()
-	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, StopTimeout: 200 * time.Millisecond})
-	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	defer close(release)
-	w.HandleFunc("Stubborn", func(ctx context.Context, j *resq.Job) error {
-		started <- struct{}{}
-		<-release
-		return nil
-	})
-	e, err := b.client.Enqueue(ctx, "q", "Stubborn", 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(runCtx) }()
-	<-started
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	jobs, err := b.admin.Peek(ctx, "q", 0, 10)
-	if err != nil || len(jobs) != 1 || jobs[0].ID != e.ID {
-		t.Fatalf("queue after fast stop = %+v, %v; want the interrupted job", jobs, err)
-	}
+	assertFastStopRequeues(t, b)
 
 	// A dead worker on this host (pid above pid_max) holding a job.
 	host, _ := os.Hostname()
