@@ -153,3 +153,16 @@ func TestFetchHandsBackHeldRecord(t *testing.T) {
 	expect(t, srv, "1", "LLEN", "resque:queue:q")
 	expect(t, srv, held, "GET", "resque:worker:"+ids[0])
 }
+
+// A record on an idle slot that is not a working-on record is handed back as
+// the job's payload, for the worker to fail with a reason: the fetch does
+// not error on it forever.
+func TestFetchHandsBackGarbageRecord(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	srv.Do(t, "SET", "resque:worker:"+W, "garbage{")
+	got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+	if err != nil || len(got) != 1 || !got[0].Held || string(got[0].Raw) != "garbage{" || got[0].Record() != nil {
+		t.Fatalf("Fetch = %+v, %v; want the record as the payload", got, err)
+	}
+}

@@ -102,11 +102,7 @@ func (s *Store) fetchPlain(ctx context.Context, r FetchRequest, now time.Time) (
 		if c == nil {
 			free = append(free, i)
 		} else if rec, err := c.Bytes(); err == nil {
-			f, err := heldJob(i, rec)
-			if err != nil {
-				return out, err
-			}
-			out = append(out, f)
+			out = append(out, heldJob(i, rec))
 		} else {
 			free = append(free, i)
 		}

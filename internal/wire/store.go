@@ -161,20 +161,22 @@ func (f Fetched) Record() []byte {
 
 // heldJob is the job of a record the fetch script found already set on an
 // idle slot: the payload as it was taken from the queue (the record embeds
-// it, or holds it as a JSON string when it was not a JSON object).
-func heldJob(slot int, rec []byte) (Fetched, error) {
+// it, or holds it as a JSON string when it was not a JSON object). A record
+// that is not a working-on record at all becomes the job's payload as is,
+// so the worker fails it with a reason and the slot is freed.
+func heldJob(slot int, rec []byte) Fetched {
 	w, err := DecodeWorkingOn(rec)
-	if err != nil {
-		return Fetched{}, fmt.Errorf("the in-flight record of an idle slot is not JSON: %w", err)
+	if err != nil || len(w.Payload) == 0 {
+		return Fetched{Slot: slot, Raw: rec, Held: true}
 	}
 	f := Fetched{Slot: slot, Queue: w.Queue, RunAt: w.RunAt, Raw: w.Payload, storedAsIs: true, Held: true}
-	if len(w.Payload) > 0 && w.Payload[0] == '"' {
+	if w.Payload[0] == '"' {
 		var s string
 		if err := json.Unmarshal(w.Payload, &s); err == nil {
 			f.Raw, f.storedAsIs = []byte(s), false
 		}
 	}
-	return f, nil
+	return f
 }
 
 // ErrPaused is returned by Fetch when pause-all-workers is set.
@@ -286,11 +288,7 @@ func (fc fetchCall) parse(v any) ([]Fetched, error) {
 			si, _ := r[i+1].(int64)
 			if asis, _ := r[i+3].(int64); asis == 2 && si >= 1 && int(si) <= fc.slots {
 				rec, _ := r[i+2].(string)
-				f, err := heldJob(int(si)-1, []byte(rec))
-				if err != nil {
-					return out, err
-				}
-				out = append(out, f)
+				out = append(out, heldJob(int(si)-1, []byte(rec)))
 				continue
 			}
 			if qi < 1 || int(qi) > fc.sources || si < 1 || int(si) > fc.slots {
