@@ -398,7 +398,20 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 	var resolvedAt time.Time
 	backoff := minPollInterval
 	errBackoff := 100 * time.Millisecond
+	// fresh is false while every idle slot in batch is known to have found
+	// the queues empty since the last fetch or sleep (a partial fetch, or an
+	// ack whose fetch came back empty): fetching for them again at once
+	// would only find the same, so the blocking pickup is armed instead.
+	fresh := true
+	take := func(v int) {
+		i, empty := idleSlot(v)
+		batch = append(batch, i)
+		if !empty {
+			fresh = true
+		}
+	}
 	sleep := func(d time.Duration) bool {
+		fresh = true
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -418,8 +431,8 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 		}
 		if len(batch) == 0 {
 			select {
-			case i := <-idle:
-				batch = append(batch, i)
+			case v := <-idle:
+				take(v)
 			case <-ctx.Done():
 				return
 			case <-w.quit:
@@ -431,8 +444,8 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 	drain:
 		for {
 			select {
-			case i := <-idle:
-				batch = append(batch, i)
+			case v := <-idle:
+				take(v)
 			default:
 				break drain
 			}
@@ -469,6 +482,16 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			w.pickQueues.Store(&resolved)
 		} else if !w.spec.dynamic {
 			queues = w.spec.include
+		}
+		if !fresh && !w.cfg.DisableBlockingPickup && len(queues) <= maxPickers {
+			// The queues were empty for every slot here a moment ago: let
+			// the blocking pickup wake this loop when a job arrives.
+			w.wantPickup.Store(true)
+			w.pickSignal.fire()
+			if !sleep(w.cfg.PollInterval) {
+				return
+			}
+			continue
 		}
 		ids := make([]string, len(batch))
 		checkHeld := false
@@ -534,6 +557,7 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			continue
 		}
 		backoff = minPollInterval
+		fresh = len(got) == len(batch) // else the queues ran dry
 		taken := make(map[int]bool, len(got))
 		for _, f := range got {
 			si := batch[f.Slot]
@@ -556,25 +580,42 @@ func (w *Worker) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 func (w *Worker) runSlot(hardCtx context.Context, s *slot, acker *acker, idle chan<- int) {
 	for f := range s.jobs {
 		for {
-			next, more, abandoned := w.runJob(hardCtx, s, acker, f)
+			next, res, abandoned := w.runJob(hardCtx, s, acker, f)
 			if abandoned {
 				return // requeued by the stopping worker
 			}
-			if !more {
+			if !res.more {
+				idle <- idleValue(s.idx, res.empty)
 				break
 			}
 			f = next
 		}
-		idle <- s.idx
 	}
 }
 
-// runJob runs one job on s and writes its outcome; more reports that the
-// ack brought the slot's next job.
-func (w *Worker) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.Fetched) (next wire.Fetched, more, abandoned bool) {
+// idleValue is what a slot sends on the idle channel: its index, or when
+// its ack's fetch found the queues empty, the index's complement.
+func idleValue(idx int, empty bool) int {
+	if empty {
+		return ^idx
+	}
+	return idx
+}
+
+// idleSlot decodes idleValue.
+func idleSlot(v int) (idx int, empty bool) {
+	if v < 0 {
+		return ^v, true
+	}
+	return v, false
+}
+
+// runJob runs one job on s and writes its outcome; res.more reports that
+// the ack brought the slot's next job (res.next).
+func (w *Worker) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.Fetched) (next wire.Fetched, res ackResult, abandoned bool) {
 	release, bounced := w.admit(hardCtx, s, f) // class concurrency cap
 	if bounced {
-		return next, false, false
+		return next, res, false
 	}
 	s.mu.Lock()
 	s.current = &f
@@ -588,14 +629,14 @@ func (w *Worker) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.F
 	s.current = nil
 	s.mu.Unlock()
 	if abandoned {
-		return next, false, true
+		return next, res, true
 	}
 	if requeue {
 		w.requeue(s, f)
-		return next, false, false
+		return next, res, false
 	}
-	next, more = acker.submit(ack, s)
-	return next, more, false
+	res = acker.submit(ack, s)
+	return res.next, res, false
 }
 
 // requeueRunning requeues the jobs of slots still busy after StopTimeout.
@@ -896,10 +937,12 @@ type ackReq struct {
 }
 
 // ackResult tells a slot that its ack is written, and hands it its next job
-// when the write fetched one.
+// when the write fetched one; empty says the write fetched and the queues
+// had nothing for the slot.
 type ackResult struct {
-	next wire.Fetched
-	more bool
+	next  wire.Fetched
+	more  bool
+	empty bool
 }
 
 func newAcker(w *Worker, stop <-chan struct{}) *acker {
@@ -910,53 +953,59 @@ func newAcker(w *Worker, stop <-chan struct{}) *acker {
 
 // submit hands an ack to the batch writer and waits until it is written
 // (on the slot's own ackDone channel, buffered 1, reused for every job).
-func (a *acker) submit(ack wire.Ack, s *slot) (next wire.Fetched, more bool) {
+func (a *acker) submit(ack wire.Ack, s *slot) ackResult {
 	a.reqs <- ackReq{ack: ack, slot: s}
-	r := <-s.ackDone
-	return r.next, r.more
+	return <-s.ackDone
 }
 
 func (a *acker) close() { close(a.reqs) }
 
 // fetchNext is the fetch to send with a batch of acks, or nil when the
 // finished slots should not take new jobs (paused, stopping, queues not yet
-// resolved).
-func (a *acker) fetchNext(batch []ackReq) *wire.FetchRequest {
+// resolved) or need not look: idle, when the blocking pickup is armed
+// because the queues were empty at the last fetch (a job pushed since is
+// moved by the pickup, which wakes the fetcher).
+func (a *acker) fetchNext(batch []ackReq) (next *wire.FetchRequest, idle bool) {
 	w := a.w
 	if w.paused.Load() || w.store.PlainCommands() {
-		return nil
+		return nil, false
+	}
+	if w.wantPickup.Load() && !w.cfg.DisableBlockingPickup {
+		return nil, true
 	}
 	select {
 	case <-a.stop:
-		return nil
+		return nil, false
 	case <-w.quit:
-		return nil
+		return nil, false
 	default:
 	}
 	qs := w.pickQueues.Load()
 	if qs == nil || len(*qs) == 0 {
-		return nil
+		return nil, false
 	}
 	ids := make([]string, len(batch))
 	for i, b := range batch {
 		ids[i] = b.ack.WorkerID
 	}
-	return &wire.FetchRequest{Queues: *qs, PickupOwner: w.pickupOwner(), WorkerIDs: ids, MaxBytes: w.limits.MaxBytes}
+	return &wire.FetchRequest{Queues: *qs, PickupOwner: w.pickupOwner(), WorkerIDs: ids, MaxBytes: w.limits.MaxBytes}, false
 }
 
 // write writes one batch of acks (with the slots' next fetch when fetchNext
-// allows) and returns the jobs fetched. It retries while Redis is away; a
+// allows) and returns the jobs fetched; empty reports that slots without a
+// job need not fetch again before the blocking pickup wakes them. It retries while Redis is away; a
 // retry goes through Store.AckRetry, which never repeats a write that
 // landed with its reply lost.
-func (a *acker) write(batch []ackReq, acks []wire.Ack) []wire.Fetched {
+func (a *acker) write(batch []ackReq, acks []wire.Ack) (got []wire.Fetched, empty bool) {
 	w := a.w
 	a.seq++
 	mark := wire.AckMark{Owner: w.owner, Seq: a.seq}
+	next, idle := a.fetchNext(batch)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	got, err := w.store.AckAndFetch(ctx, acks, time.Now(), a.fetchNext(batch), mark)
+	got, fetched, err := w.store.AckAndFetch(ctx, acks, time.Now(), next, mark)
 	cancel()
 	if err == nil {
-		return got
+		return got, fetched || idle
 	}
 	// The outcome is unknown: the records this write replaced or left are
 	// handed back by the slots' next fetch, which checks for them.
@@ -975,12 +1024,12 @@ func (a *acker) write(batch []ackReq, acks []wire.Ack) []wire.Fetched {
 		switch {
 		case err == nil && landed:
 			w.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
-			return nil
+			return nil, false
 		case err == nil:
-			return nil
+			return nil, false
 		case attempt >= 100:
 			w.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
-			return nil
+			return nil, false
 		}
 	}
 }
@@ -1006,8 +1055,11 @@ func (a *acker) loop() {
 		for _, b := range batch {
 			acks = append(acks, b.ack)
 		}
-		got := a.write(batch, acks)
+		got, empty := a.write(batch, acks)
 		res := make([]ackResult, len(batch))
+		for i := range res {
+			res[i].empty = empty
+		}
 		for _, f := range got {
 			res[f.Slot] = ackResult{next: f, more: true}
 		}

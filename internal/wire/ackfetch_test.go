@@ -28,9 +28,9 @@ func TestAckAndFetchReplacesRecords(t *testing.T) {
 	}
 	next := &wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: ids, MaxBytes: maxPayload}
 	mark := wire.AckMark{Owner: "h:1", Seq: 41}
-	got, err := s.AckAndFetch(bg, acks, specInstant.Add(time.Second), next, mark)
-	if err != nil {
-		t.Fatal(err)
+	got, fetched, err := s.AckAndFetch(bg, acks, specInstant.Add(time.Second), next, mark)
+	if err != nil || !fetched {
+		t.Fatal(fetched, err)
 	}
 	if len(got) != 1 || got[0].Slot != 0 || string(got[0].Raw) != `{"class":"Next","args":[2]}` || got[0].Held {
 		t.Fatalf("AckAndFetch = %+v, want the one queued job for slot 0", got)
@@ -87,10 +87,10 @@ func TestAckAndFetchPaused(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Do(t, "SET", "resque:pause-all-workers", "true")
-	got, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}, specInstant,
+	got, fetched, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}, specInstant,
 		&wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload}, wire.AckMark{})
-	if err != nil || len(got) != 0 {
-		t.Fatalf("AckAndFetch while paused = %+v, %v", got, err)
+	if err != nil || len(got) != 0 || fetched {
+		t.Fatalf("AckAndFetch while paused = %+v, %v, %v; want no jobs, not fetched", got, fetched, err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
 	expect(t, srv, "1", "LLEN", "resque:queue:q")
@@ -110,9 +110,9 @@ func TestAckAndFetchNoScript(t *testing.T) {
 	srv.Do(t, "SCRIPT", "FLUSH")
 	ack := []wire.Ack{{WorkerID: W, Processed: true, Queue: "q", Class: "Archive"}}
 	next := &wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload}
-	got, err := s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
-	if err != nil || len(got) != 0 {
-		t.Fatalf("AckAndFetch after SCRIPT FLUSH = %+v, %v; want no jobs, no error", got, err)
+	got, fetched, err := s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
+	if err != nil || len(got) != 0 || fetched {
+		t.Fatalf("AckAndFetch after SCRIPT FLUSH = %+v, %v, %v; want no jobs, not fetched, no error", got, fetched, err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
 	expect(t, srv, "1", "GET", "resque:stat:processed")
@@ -121,8 +121,8 @@ func TestAckAndFetchNoScript(t *testing.T) {
 	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
-	if err != nil || len(got) != 1 {
+	got, fetched, err = s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
+	if err != nil || len(got) != 1 || !fetched {
 		t.Fatalf("AckAndFetch = %+v, %v; want the last job", got, err)
 	}
 	expect(t, srv, "0", "LLEN", "resque:queue:q")

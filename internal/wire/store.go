@@ -350,7 +350,7 @@ func JobCountField(outcome, queue, class string) string {
 // counters, DEL worker:<id>, INCRBY the processed counters (spec §4.4), all in
 // one MULTI/EXEC so a crash never leaves half an ack.
 func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
-	_, err := s.AckAndFetch(ctx, acks, now, nil, AckMark{})
+	_, _, err := s.AckAndFetch(ctx, acks, now, nil, AckMark{})
 	return err
 }
 
@@ -461,10 +461,11 @@ func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time
 // their next jobs without a round trip of their own. The acks are written
 // even when the fetch part fails (an unloaded script, say); that failure
 // returns no jobs and no error, and the caller fetches the usual way. A
-// paused namespace returns no jobs.
-func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest, mark AckMark) ([]Fetched, error) {
+// paused namespace returns no jobs. fetched reports that the fetch ran (so
+// slots without a job found the queues empty).
+func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest, mark AckMark) (got []Fetched, fetched bool, err error) {
 	if len(acks) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	var fc fetchCall
 	var fetch *redis.Cmd
@@ -494,30 +495,28 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 	})
 	if err != nil {
 		s.histExpiry.Store(0) // the EXPIRE may not have landed: send it again
-	}
-	if err != nil {
 		if fetch == nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, c := range cmds {
 			if c != fetch && c.Err() != nil {
-				return nil, c.Err() // the acks failed, or their outcome is unknown
+				return nil, false, c.Err() // the acks failed, or their outcome is unknown
 			}
 		}
 	}
 	if fetch == nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	ferr := fetch.Err()
 	switch {
 	case ferr == nil:
 		got, perr := fc.parse(fetch.Val())
 		if errors.Is(perr, ErrPaused) {
-			return nil, nil
+			return nil, false, nil
 		}
-		return got, perr
+		return got, perr == nil, perr
 	case errors.Is(ferr, redis.Nil):
-		return nil, nil
+		return nil, true, nil
 	default:
 		// The script did not run (not loaded, or scripting refused): the acks
 		// are written, the records of their jobs are not yet deleted.
@@ -530,9 +529,9 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 			keys[i] = s.Keys.Worker(a.WorkerID)
 		}
 		if err := s.rdb.Del(ctx, keys...).Err(); err != nil {
-			return nil, fmt.Errorf("deleting the in-flight records of written acks: %w", err)
+			return nil, false, fmt.Errorf("deleting the in-flight records of written acks: %w", err)
 		}
-		return nil, nil
+		return nil, false, nil
 	}
 }
 
