@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/resq-go/resq/internal/wire"
 )
 
 // HandlerFunc runs one job.
@@ -114,8 +116,8 @@ func DecodeArgs[T any](args json.RawMessage, allowUnknown bool) (T, error) {
 		src = []byte("[]")
 	}
 	if k := t.Kind(); k != reflect.Slice && k != reflect.Array {
-		var elems []json.RawMessage
-		if err := json.Unmarshal(src, &elems); err != nil {
+		elems, err := wire.SplitArray(src, wire.DefaultDecodeDepth)
+		if err != nil {
 			return v, fmt.Errorf("%w: args are not a JSON array: %v", ErrInvalidArgs, err)
 		}
 		if len(elems) != 1 {

@@ -824,8 +824,8 @@ func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, signe
 		}
 		args = pt
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(args, &elems); err != nil {
+	elems, err := wire.SplitArray(args, w.limits.MaxDepth+1)
+	if err != nil {
 		return nil, signed, ExceptionInvalidPayload, fmt.Errorf("args are not a JSON array")
 	}
 	if err := w.limits.CheckArgs(len(elems)); err != nil {

@@ -316,3 +316,49 @@ func unquote(tok []byte) string {
 	}
 	return s
 }
+
+// SplitArray checks raw in one pass as ScanPayload does (JSON syntax,
+// nesting up to maxDepth, no duplicate keys in any object), requires one
+// JSON array, and returns its elements as sub-slices of raw.
+func SplitArray(raw []byte, maxDepth int) ([]json.RawMessage, error) {
+	s := scanner{b: raw, maxDepth: maxDepth}
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != '[' {
+		return nil, &PayloadError{Reason: "not a JSON array"}
+	}
+	if maxDepth < 1 {
+		return nil, fmt.Errorf("%w (limit %d)", ErrTooDeep, maxDepth)
+	}
+	s.i++
+	var out []json.RawMessage
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+	} else {
+		for {
+			s.ws()
+			start := s.i
+			if err := s.value(1); err != nil {
+				return nil, err
+			}
+			out = append(out, json.RawMessage(s.b[start:s.i]))
+			s.ws()
+			if s.i >= len(s.b) {
+				return nil, s.syntax("unexpected end in array")
+			}
+			if s.b[s.i] == ']' {
+				s.i++
+				break
+			}
+			if s.b[s.i] != ',' {
+				return nil, s.syntax("expected , or ] in array")
+			}
+			s.i++
+		}
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return nil, s.syntax("data after the JSON array")
+	}
+	return out, nil
+}
