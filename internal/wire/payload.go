@@ -25,7 +25,38 @@ type Payload struct {
 	EnqueuedAtRaw string
 	// Envelope holds the signature and ciphertext fields, if any.
 	Envelope Envelope
-	Fields   map[string]json.RawMessage
+	fields   []topField // every top-level field, in order
+}
+
+// Field returns the raw value of the top-level field name.
+func (p Payload) Field(name string) (json.RawMessage, bool) {
+	return topFields(p.fields).get(name)
+}
+
+// Fields returns every top-level field by name.
+func (p Payload) Fields() map[string]json.RawMessage {
+	m := make(map[string]json.RawMessage, len(p.fields))
+	for _, f := range p.fields {
+		m[unquote(f.key)] = json.RawMessage(f.value)
+	}
+	return m
+}
+
+type topFields []topField
+
+// get finds a field by its decoded name without allocating.
+func (fs topFields) get(name string) (json.RawMessage, bool) {
+	for _, f := range fs {
+		k := f.key
+		if len(k) >= 2 && !hasBackslash(k) {
+			if string(k[1:len(k)-1]) == name {
+				return json.RawMessage(f.value), true
+			}
+		} else if unquote(k) == name {
+			return json.RawMessage(f.value), true
+		}
+	}
+	return nil, false
 }
 
 // Envelope is resq's signing and encryption fields of a payload:
@@ -75,12 +106,9 @@ func DecodePayloadDepth(raw []byte, maxDepth int) (Payload, error) {
 	if err != nil {
 		return p, err
 	}
-	fields := make(map[string]json.RawMessage, len(top))
-	for _, f := range top {
-		fields[unquote(f.key)] = json.RawMessage(f.value)
-	}
-	p.Fields = fields
-	cls, ok := fields["class"]
+	p.fields = top
+	fields := topFields(top)
+	cls, ok := fields.get("class")
 	if !ok {
 		return p, &PayloadError{Reason: `no "class" field`, Err: ErrNoClass}
 	}
@@ -92,20 +120,20 @@ func DecodePayloadDepth(raw []byte, maxDepth int) (Payload, error) {
 		return p, &PayloadError{Reason: `"class" is empty`, Err: ErrNoClass}
 	}
 	p.Args = json.RawMessage("[]")
-	if a, ok := fields["args"]; ok && !bytes.Equal(bytes.TrimSpace(a), []byte("null")) {
+	if a, ok := fields.get("args"); ok && !bytes.Equal(bytes.TrimSpace(a), []byte("null")) {
 		a = bytes.TrimSpace(a)
 		if len(a) == 0 || a[0] != '[' {
 			return p, &PayloadError{Reason: `"args" is not an array`}
 		}
 		p.Args = a
 	}
-	if id, ok := fields["id"]; ok && len(id) > 0 && id[0] == '"' {
+	if id, ok := fields.get("id"); ok && len(id) > 0 && id[0] == '"' {
 		p.ID = unquote(id) // a non-string id is ignored, not fatal
 	}
 	if err := decodeEnvelope(fields, &p.Envelope); err != nil {
 		return p, &PayloadError{Reason: err.Error()}
 	}
-	if at, ok := fields["enqueued_at"]; ok {
+	if at, ok := fields.get("enqueued_at"); ok {
 		p.EnqueuedAtRaw = string(at)
 		if f, err := strconv.ParseFloat(string(at), 64); err == nil && f > 0 && !math.IsInf(f, 0) {
 			sec, frac := math.Modf(f)
@@ -204,8 +232,8 @@ func RubyJob(class string, args json.RawMessage) []byte {
 	return NewPayload{Class: class, Args: args}.Encode()
 }
 
-func decodeEnvelope(fields map[string]json.RawMessage, e *Envelope) error {
-	if raw, ok := fields["sig"]; ok {
+func decodeEnvelope(fields topFields, e *Envelope) error {
+	if raw, ok := fields.get("sig"); ok {
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return errors.New(`"sig" is not a string`)
@@ -215,11 +243,11 @@ func decodeEnvelope(fields map[string]json.RawMessage, e *Envelope) error {
 			return errors.New(`"sig" is not base64`)
 		}
 		e.Sig = sig
-		if k, ok := fields["kid"]; ok && json.Unmarshal(k, &e.SigKID) != nil {
+		if k, ok := fields.get("kid"); ok && json.Unmarshal(k, &e.SigKID) != nil {
 			return errors.New(`"kid" is not a string`)
 		}
 	}
-	if raw, ok := fields["enc"]; ok {
+	if raw, ok := fields.get("enc"); ok {
 		var enc struct {
 			KID   string `json:"kid"`
 			Nonce string `json:"nonce"`

@@ -69,17 +69,18 @@ func FuzzDecodePayload(f *testing.F) {
 		if r.EnqueuedAtRaw != p.EnqueuedAtRaw {
 			t.Fatalf("ReplaceEnvelope changed enqueued_at %q to %q", p.EnqueuedAtRaw, r.EnqueuedAtRaw)
 		}
-		for name, v := range p.Fields {
+		pf, rf := p.Fields(), r.Fields()
+		for name, v := range pf {
 			switch name {
 			case "args", "enc", "kid", "sig":
 				continue
 			}
-			if w, ok := r.Fields[name]; !ok || !bytes.Equal(w, v) {
+			if w, ok := rf[name]; !ok || !bytes.Equal(w, v) {
 				t.Fatalf("ReplaceEnvelope changed field %q: %q -> %q", name, v, w)
 			}
 		}
-		for name := range r.Fields {
-			if _, ok := p.Fields[name]; !ok && name != "args" && name != "enc" && name != "kid" && name != "sig" {
+		for name := range rf {
+			if _, ok := pf[name]; !ok && name != "args" && name != "enc" && name != "kid" && name != "sig" {
 				t.Fatalf("ReplaceEnvelope added field %q", name)
 			}
 		}

@@ -102,13 +102,20 @@ func TestDecodePayloadNodeQueueAndExtraFields(t *testing.T) {
 	}
 	want := map[string]string{"class": `"A"`, "queue": `"q"`, "args": `[3]`, "id": `"abc"`,
 		"enqueued_at": `1705314225.123`, "x": `{"y": [1.0]}`}
-	if len(p.Fields) != len(want) {
-		t.Errorf("Fields has %d entries, want %d: %v", len(p.Fields), len(want), p.Fields)
+	fields := p.Fields()
+	if len(fields) != len(want) {
+		t.Errorf("Fields has %d entries, want %d: %v", len(fields), len(want), fields)
 	}
 	for k, v := range want {
-		if string(p.Fields[k]) != v {
-			t.Errorf("Fields[%q] = %s, want %s", k, p.Fields[k], v)
+		if string(fields[k]) != v {
+			t.Errorf("Fields[%q] = %s, want %s", k, fields[k], v)
 		}
+		if f, ok := p.Field(k); !ok || string(f) != v {
+			t.Errorf("Field(%q) = %s, %v, want %s", k, f, ok, v)
+		}
+	}
+	if _, ok := p.Field("nope"); ok {
+		t.Error(`Field("nope") found a field`)
 	}
 	if string(p.Raw) != raw {
 		t.Errorf("Raw changed: %s", p.Raw)
@@ -191,5 +198,16 @@ func TestDecodePayloadRoundTripWithNewPayload(t *testing.T) {
 	}
 	if d := p.EnqueuedAt.Sub(at); d < -time.Millisecond || d > time.Millisecond {
 		t.Errorf("EnqueuedAt = %v, want about %v", p.EnqueuedAt, at)
+	}
+}
+
+// Field names are compared decoded: an escaped "class" is the class.
+func TestPayloadEscapedFieldNames(t *testing.T) {
+	p, err := wire.DecodePayload([]byte(`{"cl\u0061ss":"A","\u0061rgs":[1],"id":"x"}`))
+	if err != nil || p.Class != "A" || string(p.Args) != "[1]" || p.ID != "x" {
+		t.Fatalf("DecodePayload = %+v, %v", p, err)
+	}
+	if v, ok := p.Field("class"); !ok || string(v) != `"A"` {
+		t.Errorf(`Field("class") = %s, %v`, v, ok)
 	}
 }

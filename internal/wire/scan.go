@@ -34,7 +34,7 @@ type scanner struct {
 // no duplicate keys in any object, a JSON object at the top) and returns the
 // top-level members in order. The values alias raw.
 func ScanPayload(raw []byte, maxDepth int) ([]topField, error) {
-	s := scanner{b: raw, maxDepth: maxDepth}
+	s := scanner{b: raw, maxDepth: maxDepth, top: make([]topField, 0, 8)}
 	s.ws()
 	if s.i >= len(s.b) {
 		return nil, &PayloadError{Reason: "not JSON (empty)"}
@@ -214,8 +214,9 @@ func (s *scanner) object(depth int, top bool) error {
 	if depth > s.maxDepth {
 		return fmt.Errorf("%w (limit %d)", ErrTooDeep, s.maxDepth)
 	}
-	s.i++ // {
-	var keys [][]byte
+	s.i++               // {
+	var small [8][]byte // most objects have few keys: no allocation for them
+	keys := small[:0]
 	var seen map[string]bool // for objects with many keys
 	s.ws()
 	if s.i < len(s.b) && s.b[s.i] == '}' {
