@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,17 +143,35 @@ func TestFastStopAndRecoveryWithoutLua(t *testing.T) {
 	}
 }
 
-// Class concurrency caps need scripts: Run says so instead of running
-// without them.
-func TestClassConcurrencyRefusedWithoutLua(t *testing.T) {
+// Class concurrency caps hold without Lua too (leases under WATCH): a cap of
+// 1 on two slots never runs two jobs of the class at once, and every job runs.
+func TestClassConcurrencyWithoutLua(t *testing.T) {
 	t.Parallel()
 	b := noScriptsBundle(t)
-	w := newWorker(t, b, resq.WorkerConfig{ClassConcurrency: map[string]int{"Work": 1}})
-	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { return nil })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := w.Run(ctx)
-	if err == nil || !strings.Contains(err.Error(), "ClassConcurrency needs Lua scripting") {
-		t.Fatalf("Run = %v; want the scripting refusal", err)
+	ctx := context.Background()
+	for i := range 6 {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 2, PollInterval: 20 * time.Millisecond, ClassConcurrency: map[string]int{"Work": 1}})
+	var running, maxRunning, done atomic.Int64
+	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
+		}
+		time.Sleep(30 * time.Millisecond)
+		done.Add(1)
+		return nil
+	})
+	stop := runWorker(t, w)
+	eventually(t, "6 jobs", func() bool { return done.Load() == 6 })
+	stop()
+	if m := maxRunning.Load(); m != 1 {
+		t.Fatalf("%d jobs of a class capped at 1 ran at once", m)
+	}
+	if st, _ := b.admin.Stats(ctx); st.Processed != 6 || st.StatFailed != 0 {
+		t.Fatalf("stats = %+v", st)
 	}
 }

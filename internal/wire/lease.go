@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -23,17 +24,119 @@ func (k Keys) Lease(class string) string { return k.resq("lease:" + class) }
 //
 // A holder that already holds the lease gets it renewed.
 func (s *Store) AcquireLease(ctx context.Context, class, holder string, limit int, ttl time.Duration, queue string, payload []byte) (bool, error) {
+	if s.plain.Load() {
+		return s.acquireLeasePlain(ctx, class, holder, limit, ttl, queue, payload)
+	}
 	n, err := acquireLeaseScript.Run(ctx, s.rdb,
 		[]string{s.Keys.Lease(class), s.Keys.Worker(holder), s.Keys.Queue(queue), s.Keys.Queues()},
 		holder, limit, ttl.Milliseconds(), payload, queue).Int64()
+	if s.scriptRefused(err) {
+		return s.acquireLeasePlain(ctx, class, holder, limit, ttl, queue, payload)
+	}
 	return n == 1, err
+}
+
+// acquireLeasePlain is AcquireLease without scripts: the same steps under
+// WATCH on the lease set and the holder's record, by Redis's clock.
+func (s *Store) acquireLeasePlain(ctx context.Context, class, holder string, limit int, ttl time.Duration, queue string, payload []byte) (bool, error) {
+	lease, rec := s.Keys.Lease(class), s.Keys.Worker(holder)
+	got := false
+	err := s.watchRetry(ctx, func(tx *redis.Tx) error {
+		got = false
+		now, err := tx.Time(ctx).Result()
+		if err != nil {
+			return err
+		}
+		ms := now.UnixMilli()
+		nowArg := strconv.FormatInt(ms, 10)
+		live, err := tx.ZCount(ctx, lease, "("+nowArg, "+inf").Result()
+		if err != nil {
+			return err
+		}
+		mine, err := tx.ZScore(ctx, lease, holder).Result()
+		held := err == nil && int64(mine) > ms
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if held || live < int64(limit) {
+			pttl, err := tx.PTTL(ctx, lease).Result()
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.ZRemRangeByScore(ctx, lease, "-inf", nowArg)
+				p.ZAdd(ctx, lease, redis.Z{Score: float64(ms + ttl.Milliseconds()), Member: holder})
+				if pttl < ttl {
+					p.PExpire(ctx, lease, ttl)
+				}
+				return nil
+			})
+			got = err == nil
+			return err
+		}
+		has, err := tx.Exists(ctx, rec).Result()
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRemRangeByScore(ctx, lease, "-inf", nowArg)
+			if has == 1 {
+				p.SAdd(ctx, s.Keys.Queues(), queue)
+				p.RPush(ctx, s.Keys.Queue(queue), payload)
+				p.Del(ctx, rec)
+			}
+			return nil
+		})
+		return err
+	}, lease, rec)
+	return got, err
 }
 
 // RenewLease pushes holder's lease on class ttl into the future. It returns
 // false when holder no longer holds it (it expired and may have been taken).
 func (s *Store) RenewLease(ctx context.Context, class, holder string, ttl time.Duration) (bool, error) {
+	if s.plain.Load() {
+		return s.renewLeasePlain(ctx, class, holder, ttl)
+	}
 	n, err := renewLeaseScript.Run(ctx, s.rdb, []string{s.Keys.Lease(class)}, holder, ttl.Milliseconds()).Int64()
+	if s.scriptRefused(err) {
+		return s.renewLeasePlain(ctx, class, holder, ttl)
+	}
 	return n == 1, err
+}
+
+// renewLeasePlain is RenewLease without scripts (WATCH on the lease set).
+func (s *Store) renewLeasePlain(ctx context.Context, class, holder string, ttl time.Duration) (bool, error) {
+	lease := s.Keys.Lease(class)
+	ok := false
+	err := s.watchRetry(ctx, func(tx *redis.Tx) error {
+		ok = false
+		now, err := tx.Time(ctx).Result()
+		if err != nil {
+			return err
+		}
+		exp, err := tx.ZScore(ctx, lease, holder).Result()
+		if errors.Is(err, redis.Nil) || err == nil && int64(exp) <= now.UnixMilli() {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		pttl, err := tx.PTTL(ctx, lease).Result()
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZAdd(ctx, lease, redis.Z{Score: float64(now.UnixMilli() + ttl.Milliseconds()), Member: holder})
+			if pttl < ttl {
+				p.PExpire(ctx, lease, ttl)
+			}
+			return nil
+		})
+		ok = err == nil
+		return err
+	}, lease)
+	return ok, err
 }
 
 // ReleaseLease gives holder's lease on class back.

@@ -3,11 +3,35 @@ package wire_test
 import (
 	"testing"
 	"time"
+
+	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/wire"
 )
+
+// bothModes runs a lease test with Lua scripts and with plain commands.
+func bothModes(t *testing.T, test func(t *testing.T, s *wire.Store, srv *redistest.Server)) {
+	for _, plain := range []bool{false, true} {
+		name := "scripts"
+		if plain {
+			name = "plain"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, srv := newStore(t)
+			if plain {
+				s.UsePlainCommands()
+			}
+			test(t, s, srv)
+		})
+	}
+}
 
 func TestLeaseCapsHoldersAndBouncesTheJob(t *testing.T) {
 	t.Parallel()
-	s, srv := newStore(t)
+	bothModes(t, testLeaseCapsHoldersAndBouncesTheJob)
+}
+
+func testLeaseCapsHoldersAndBouncesTheJob(t *testing.T, s *wire.Store, srv *redistest.Server) {
 	const job = `{"class":"Heavy","args":[]}`
 	// Two holders fit under a cap of 2.
 	for _, h := range []string{"a", "b"} {
@@ -55,7 +79,10 @@ func TestLeaseCapsHoldersAndBouncesTheJob(t *testing.T) {
 
 func TestLeaseExpiresWhenNotRenewed(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	bothModes(t, testLeaseExpiresWhenNotRenewed)
+}
+
+func testLeaseExpiresWhenNotRenewed(t *testing.T, s *wire.Store, _ *redistest.Server) {
 	// A dead holder: its lease is not renewed.
 	if ok, _ := s.AcquireLease(bg, "Heavy", "dead", 1, time.Second, "q", nil); !ok {
 		t.Fatal("no lease")
