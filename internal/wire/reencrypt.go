@@ -129,8 +129,52 @@ func (s *Store) ReplaceFailure(ctx context.Context, hint int64, old, updated []b
 }
 
 func (s *Store) replaceInList(ctx context.Context, key string, hint int64, old, updated []byte) (int64, bool, error) {
+	if s.plain.Load() {
+		return s.replaceInListPlain(ctx, key, hint, old, updated)
+	}
 	n, err := replaceInListScript.Run(ctx, s.rdb, []string{key}, hint, old, updated).Int64()
+	if s.scriptRefused(err) {
+		return s.replaceInListPlain(ctx, key, hint, old, updated)
+	}
 	return n, err == nil && n >= 0, err
+}
+
+// replaceInListPlain is replaceInList without scripts: the same
+// compare-and-set under WATCH on the list (retried while workers pop).
+func (s *Store) replaceInListPlain(ctx context.Context, key string, hint int64, old, updated []byte) (int64, bool, error) {
+	at := int64(-1)
+	err := s.watchRetry(ctx, func(tx *redis.Tx) error {
+		at = -1
+		i := hint
+		if i >= 0 {
+			v, err := tx.LIndex(ctx, key, i).Bytes()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			if err != nil || !bytes.Equal(v, old) {
+				i = -1
+			}
+		}
+		if i < 0 {
+			pos, err := tx.LPos(ctx, key, string(old), redis.LPosArgs{}).Result()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			i = pos
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.LSet(ctx, key, i, updated)
+			return nil
+		})
+		if err == nil {
+			at = i
+		}
+		return err
+	}, key)
+	return at, err == nil && at >= 0, err
 }
 
 // replaceInListScript is a compare-and-set on one list element by value:
