@@ -189,7 +189,10 @@ var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
 // queues themselves.
 //
 // A payload larger than maxBytes is not transferred: its Fetched has
-// Oversize set and Raw holds only its first KiB.
+// Oversize set and Raw holds only its first KiB. A record already on one of
+// the slots is handed back instead of popping for it (CheckHeld). Without
+// scripts (plain.go) the jobs pass through the pickup lists, and an oversize
+// payload is transferred before it is cut.
 func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, workerIDs []string, now time.Time, maxBytes int) ([]Fetched, error) {
 	return s.FetchWith(ctx, FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes, CheckHeld: true}, now)
 }
