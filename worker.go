@@ -290,7 +290,14 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	acker := newAcker(w, ctx.Done())
 	ackDone := make(chan struct{})
-	go func() { acker.loop(); close(ackDone) }()
+	{
+		var wg sync.WaitGroup
+		for lane := range ackLoops(len(w.ids)) {
+			wg.Add(1)
+			go func() { defer wg.Done(); acker.loop(lane) }()
+		}
+		go func() { wg.Wait(); close(ackDone) }()
+	}
 
 	slots := make([]*slot, len(w.ids))
 	idle := make(chan int, len(w.ids))
@@ -921,12 +928,19 @@ func (w *Worker) pruneOptions() pruneOptions {
 // stopping. A job and its successor on a slot thus cost one round trip, not
 // two, and the in-flight record is replaced in the same atomic step that
 // counts the finished job.
+//
+// Two loops write at once (one with a single slot): while one batch is in
+// Redis, the other collects the acks of the slots its predecessor refilled,
+// so Redis and the worker's own CPU overlap. Measured at concurrency 10 it
+// is 10–20 % more jobs/s than one loop, and the same at 50 (decisions §14).
 type acker struct {
 	w    *Worker
 	reqs chan ackReq
 	stop <-chan struct{} // Run's ctx is done: no more fetching
-	seq  int64           // the last batch's AckMark sequence number
 }
+
+// ackLoops is how many acker loops a worker with n slots runs.
+func ackLoops(n int) int { return min(2, n) }
 
 type ackReq struct {
 	ack  wire.Ack
@@ -943,9 +957,7 @@ type ackResult struct {
 }
 
 func newAcker(w *Worker, stop <-chan struct{}) *acker {
-	// Sequence numbers start from the clock, so a later process with the
-	// same pid never meets its predecessor's mark.
-	return &acker{w: w, reqs: make(chan ackReq, len(w.ids)), stop: stop, seq: time.Now().UnixNano()}
+	return &acker{w: w, reqs: make(chan ackReq, len(w.ids)), stop: stop}
 }
 
 // submit hands an ack to the batch writer and waits until it is written
@@ -990,13 +1002,11 @@ func (a *acker) fetchNext(batch []ackReq) (next *wire.FetchRequest, idle bool) {
 
 // write writes one batch of acks (with the slots' next fetch when fetchNext
 // allows) and returns the jobs fetched; empty reports that slots without a
-// job need not fetch again before the blocking pickup wakes them. It retries while Redis is away; a
-// retry goes through Store.AckRetry, which never repeats a write that
-// landed with its reply lost.
-func (a *acker) write(batch []ackReq, acks []wire.Ack) (got []wire.Fetched, empty bool) {
+// job need not fetch again before the blocking pickup wakes them. It
+// retries while Redis is away; a retry goes through Store.AckRetry, which
+// never repeats a write that landed with its reply lost.
+func (a *acker) write(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (got []wire.Fetched, empty bool) {
 	w := a.w
-	a.seq++
-	mark := wire.AckMark{Owner: w.owner, Seq: a.seq}
 	next, idle := a.fetchNext(batch)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	got, fetched, err := w.store.AckAndFetch(ctx, acks, time.Now(), next, mark)
@@ -1031,9 +1041,13 @@ func (a *acker) write(batch []ackReq, acks []wire.Ack) (got []wire.Fetched, empt
 	}
 }
 
-func (a *acker) loop() {
+// loop is acker loop number lane. Its writes carry their own mark
+// (<host:pid>:<lane>), numbered from the clock, so a later process with the
+// same pid never meets its predecessor's marks.
+func (a *acker) loop(lane int) {
 	batch := make([]ackReq, 0, cap(a.reqs))
 	acks := make([]wire.Ack, 0, cap(a.reqs))
+	mark := wire.AckMark{Owner: a.w.owner + ":" + strconv.Itoa(lane), Seq: time.Now().UnixNano()}
 	for r := range a.reqs {
 		batch = append(batch[:0], r)
 	drain:
@@ -1052,7 +1066,8 @@ func (a *acker) loop() {
 		for _, b := range batch {
 			acks = append(acks, b.ack)
 		}
-		got, empty := a.write(batch, acks)
+		mark.Seq++
+		got, empty := a.write(batch, acks, mark)
 		res := make([]ackResult, len(batch))
 		for i := range res {
 			res[i].empty = empty
