@@ -64,7 +64,7 @@ func Handle[T any](w *Worker, class string, fn func(ctx context.Context, args T)
 		o = opts[0]
 	}
 	w.register(&handlerEntry{class: class, opts: o, secrets: secretFieldsOf(reflect.TypeFor[T]()), fn: func(ctx context.Context, job *Job) error {
-		v, err := DecodeArgs[T](job.Args, o.AllowUnknownFields)
+		v, err := decodeArgs[T](job.Args, job.argElems(), o.AllowUnknownFields)
 		if err != nil {
 			return err
 		}
@@ -109,6 +109,12 @@ func (w *Worker) HandleCommand(class string, c Command) {
 
 // DecodeArgs decodes a Resque args array into T with the rules of Handle.
 func DecodeArgs[T any](args json.RawMessage, allowUnknown bool) (T, error) {
+	return decodeArgs[T](args, nil, allowUnknown)
+}
+
+// decodeArgs is DecodeArgs with args's elements when they are already split
+// (nil: split them here).
+func decodeArgs[T any](args json.RawMessage, elems []json.RawMessage, allowUnknown bool) (T, error) {
 	var v T
 	t := reflect.TypeFor[T]()
 	src := []byte(args)
@@ -116,9 +122,11 @@ func DecodeArgs[T any](args json.RawMessage, allowUnknown bool) (T, error) {
 		src = []byte("[]")
 	}
 	if k := t.Kind(); k != reflect.Slice && k != reflect.Array {
-		elems, err := wire.SplitArray(src, wire.DefaultDecodeDepth)
-		if err != nil {
-			return v, fmt.Errorf("%w: args are not a JSON array: %v", ErrInvalidArgs, err)
+		if elems == nil {
+			var err error
+			if elems, err = wire.SplitArray(src, wire.DefaultDecodeDepth); err != nil {
+				return v, fmt.Errorf("%w: args are not a JSON array: %v", ErrInvalidArgs, err)
+			}
 		}
 		if len(elems) != 1 {
 			return v, fmt.Errorf("%w: expected 1 argument (%s), got %d", ErrInvalidArgs, t, len(elems))

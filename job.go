@@ -26,6 +26,20 @@ type Job struct {
 	Signed bool
 
 	payload []byte
+	// elems are Args split into its elements by the worker's checks, so
+	// that a typed handler does not split them again; split is the Args
+	// they came from (middleware may replace Args).
+	elems []json.RawMessage
+	split json.RawMessage
+}
+
+// argElems returns Args's elements when the worker already split this very
+// Args, else nil.
+func (j *Job) argElems() []json.RawMessage {
+	if j.elems == nil || len(j.Args) != len(j.split) || len(j.Args) > 0 && &j.Args[0] != &j.split[0] {
+		return nil
+	}
+	return j.elems
 }
 
 // PayloadSize is the size in bytes of the job's payload in Redis.

@@ -739,7 +739,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	case err != nil:
 		return fail(ExceptionInvalidPayload, err.Error()+"; the job was not run", nil), false
 	}
-	args, signed, name, err := w.open(p, f.Queue)
+	args, elems, signed, name, err := w.open(p, f.Queue)
 	if err != nil {
 		return fail(name, err.Error()+"; the job was not run", nil), false
 	}
@@ -759,6 +759,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	}
 	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: args, EnqueuedAt: p.EnqueuedAt,
 		WorkerID: s.id, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed}
+	job.elems, job.split = elems, args
 	timeout := w.cfg.JobTimeout
 	if h.opts.Timeout > 0 {
 		timeout = h.opts.Timeout
@@ -790,9 +791,9 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 }
 
 // open checks a decoded payload's signature and decrypts its args. It
-// returns the plaintext args, whether a signature was verified, and on error
-// the exception name to record.
-func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, signed bool, exception string, err error) {
+// returns the plaintext args and their elements, whether a signature was
+// verified, and on error the exception name to record.
+func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, elems []json.RawMessage, signed bool, exception string, err error) {
 	k := w.cfg.Keyring
 	env := p.Envelope
 	meta := envelope.Meta{Class: p.Class, Queue: queue, ID: p.ID, EnqueuedAt: p.EnqueuedAtRaw}
@@ -808,7 +809,7 @@ func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, signe
 				sig = &envelope.Signature{KID: env.SigKID, Value: env.Sig}
 			}
 			if err := k.k.Verify(meta, p.Args, enc, sig); err != nil {
-				return nil, false, ExceptionSignature, err
+				return nil, nil, false, ExceptionSignature, err
 			}
 			signed = true
 		}
@@ -821,21 +822,21 @@ func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, signe
 		}
 		pt, err := kr.Decrypt(meta, enc)
 		if err != nil {
-			return nil, signed, ExceptionDecrypt, err
+			return nil, nil, signed, ExceptionDecrypt, err
 		}
 		if err := w.limits.CheckDepth(pt); err != nil {
-			return nil, signed, ExceptionPayloadLimit, err
+			return nil, nil, signed, ExceptionPayloadLimit, err
 		}
 		args = pt
 	}
-	elems, err := wire.SplitArray(args, w.limits.MaxDepth+1)
+	elems, err = wire.SplitArray(args, w.limits.MaxDepth+1)
 	if err != nil {
-		return nil, signed, ExceptionInvalidPayload, fmt.Errorf("args are not a JSON array")
+		return nil, nil, signed, ExceptionInvalidPayload, fmt.Errorf("args are not a JSON array")
 	}
 	if err := w.limits.CheckArgs(len(elems)); err != nil {
-		return nil, signed, ExceptionPayloadLimit, err
+		return nil, nil, signed, ExceptionPayloadLimit, err
 	}
-	return args, signed, "", nil
+	return args, elems, signed, "", nil
 }
 
 func (w *Worker) unsignedQueue(queue string) bool {
