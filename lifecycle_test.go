@@ -2,6 +2,7 @@ package resq_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -164,7 +165,14 @@ func TestPauseResume(t *testing.T) {
 // requeued by the next worker at start-up, and its ids removed.
 func TestDeadSameHostWorkerJobIsRequeued(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	assertDeadSameHostJobRequeued(t, setup(t))
+}
+
+// assertDeadSameHostJobRequeued registers a dead worker on this host holding
+// a job, runs a worker, and checks that the job runs first and the dead
+// worker's keys are gone.
+func assertDeadSameHostJobRequeued(t *testing.T, b *bundle) {
+	t.Helper()
 	host, _ := os.Hostname()
 	dead := host + ":999999:q:3" // pid 999999 is above pid_max on Linux
 	payload := `{"class":"Work","args":[1],"id":"abc"}`
@@ -505,5 +513,37 @@ func TestHeldRecordOnOwnSlotRuns(t *testing.T) {
 	})
 	if v := b.srv.Do(t, "GET", b.key("stat:processed")); v != "3" {
 		t.Errorf("stat:processed = %s, want 3", v)
+	}
+}
+
+// A typed handler decodes the Args it is given: middleware that replaces
+// them is honoured (the worker's own split of the original args is not reused).
+func TestMiddlewareReplacesArgs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	rewrite := func(next resq.HandlerFunc) resq.HandlerFunc {
+		return func(ctx context.Context, j *resq.Job) error {
+			j.Args = json.RawMessage(`[{"n":2}]`)
+			return next(ctx, j)
+		}
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, Middleware: []resq.Middleware{rewrite}})
+	got := make(chan int, 2)
+	type arg struct {
+		N int `json:"n"`
+	}
+	resq.Handle(w, "Typed", func(ctx context.Context, a arg) error { got <- a.N; return nil })
+	if _, err := b.client.Enqueue(ctx, "q", "Typed", map[string]int{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, w)
+	select {
+	case n := <-got:
+		if n != 2 {
+			t.Fatalf("handler got n=%d; want the middleware's 2", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job did not run")
 	}
 }

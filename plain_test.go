@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -120,27 +119,8 @@ func TestFastStopAndRecoveryWithoutLua(t *testing.T) {
 	b := noScriptsBundle(t)
 	assertFastStopRequeues(t, b)
 
-	// A dead worker on this host (pid above pid_max) holding a job.
-	host, _ := os.Hostname()
-	dead := host + ":999999:q:2"
-	b.srv.Do(t, "SADD", b.key("workers"), dead)
-	b.srv.Do(t, "SET", b.key("worker:"+dead), `{"queue":"q","run_at":"2024-01-15T10:23:45Z","payload":{"class":"Work","args":[1]}}`)
 	b.srv.Do(t, "DEL", b.key("queue:q"))
-	w2 := newWorker(t, b, resq.WorkerConfig{Concurrency: 1})
-	got := make(chan string, 1)
-	w2.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args); return nil })
-	runWorker(t, w2)
-	select {
-	case a := <-got:
-		if a != "[1]" {
-			t.Fatalf("ran %s", a)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the dead worker's job was not recovered")
-	}
-	if v := b.srv.Do(t, "SISMEMBER", b.key("workers"), dead); v != "0" {
-		t.Error("dead id still registered")
-	}
+	assertDeadSameHostJobRequeued(t, b)
 }
 
 // Class concurrency caps hold without Lua too (leases under WATCH): a cap of
