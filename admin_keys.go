@@ -342,39 +342,18 @@ func reseal(k *envelope.Keyring, it *listItem) (updated []byte, encChanged, sigC
 	}
 	it.jobID = p.ID
 	env := p.Envelope
-	if env.Enc != nil && env.Enc.KID != k.EncryptionPrimary() {
-		old = append(old, env.Enc.KID)
-	}
-	if env.Sig != nil && env.SigKID != k.SigningPrimary() {
-		old = append(old, env.SigKID)
-	}
+	old = oldKeys(env, k)
 	if len(old) == 0 {
 		return nil, false, false, nil, nil
 	}
 	if err := wire.CheckDuplicateKeys(it.payload); err != nil {
 		return nil, false, false, old, err
 	}
-	meta := envelope.Meta{Class: p.Class, Queue: it.queue, ID: p.ID, EnqueuedAt: p.EnqueuedAtRaw}
-	var enc *envelope.Ciphertext
-	if env.Enc != nil {
-		enc = &envelope.Ciphertext{KID: env.Enc.KID, Nonce: env.Enc.Nonce, Data: env.Enc.Data}
-	}
-	var sig *envelope.Signature
-	if env.Sig != nil {
-		sig = &envelope.Signature{KID: env.SigKID, Value: env.Sig}
-	}
-	s, changed, err := k.Reseal(meta, p.Args, enc, sig)
+	s, changed, err := k.Reseal(p.Meta(it.queue), p.Args, env)
 	if err != nil || !changed {
 		return nil, false, false, old, err
 	}
-	var nenv wire.Envelope
-	if s.Enc != nil {
-		nenv.Enc = &wire.Encrypted{KID: s.Enc.KID, Nonce: s.Enc.Nonce, Data: s.Enc.Data}
-	}
-	if s.Sig != nil {
-		nenv.SigKID, nenv.Sig = s.Sig.KID, s.Sig.Value
-	}
-	payload, err := wire.ReplaceEnvelope(it.payload, s.Args, nenv)
+	payload, err := wire.ReplaceEnvelope(it.payload, s.Args, s.Envelope)
 	if err != nil {
 		return nil, false, false, old, err
 	}
@@ -384,7 +363,20 @@ func reseal(k *envelope.Keyring, it *listItem) (updated []byte, encChanged, sigC
 			return nil, false, false, old, err
 		}
 	}
-	return updated, s.Enc != enc, s.Sig != sig, nil, nil
+	return updated, s.Enc != env.Enc, s.Sig != env.Sig, nil, nil
+}
+
+// oldKeys returns the key ids an envelope names other than k's primaries
+// (every id it names when k is nil).
+func oldKeys(env envelope.Envelope, k *envelope.Keyring) []string {
+	var out []string
+	if e := env.Enc; e != nil && (k == nil || e.KID != k.EncryptionPrimary()) {
+		out = append(out, e.KID)
+	}
+	if sig := env.Sig; sig != nil && (k == nil || sig.KID != k.SigningPrimary()) {
+		out = append(out, sig.KID)
+	}
+	return out
 }
 
 // payloadKeys returns the key ids a payload's envelope names.
@@ -393,14 +385,7 @@ func payloadKeys(payload []byte) []string {
 	if err != nil {
 		return nil
 	}
-	var out []string
-	if p.Envelope.Enc != nil {
-		out = append(out, p.Envelope.Enc.KID)
-	}
-	if p.Envelope.Sig != nil {
-		out = append(out, p.Envelope.SigKID)
-	}
-	return out
+	return oldKeys(p.Envelope, nil)
 }
 
 func addKeys(m map[string]int, kids []string) map[string]int {
@@ -450,14 +435,7 @@ func (a *Admin) runningKeyUse(ctx context.Context, k *envelope.Keyring) (keyUse,
 		if err != nil {
 			continue
 		}
-		var kids []string
-		if e := p.Envelope.Enc; e != nil && (k == nil || e.KID != k.EncryptionPrimary()) {
-			kids = append(kids, e.KID)
-		}
-		if p.Envelope.Sig != nil && (k == nil || p.Envelope.SigKID != k.SigningPrimary()) {
-			kids = append(kids, p.Envelope.SigKID)
-		}
-		if len(kids) > 0 {
+		if kids := oldKeys(p.Envelope, k); len(kids) > 0 {
 			u.jobs++
 			for _, kid := range kids {
 				u.byKey[kid]++

@@ -252,19 +252,12 @@ func (c *Client) write(ctx context.Context, job *Job) error {
 // size.
 func (c *Client) encode(job *Job) error {
 	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}
-	if k := c.cfg.Keyring; k != nil && (k.CanSign() || job.Encrypted) {
-		meta := envelope.Meta{Class: job.Class, Queue: job.Queue, ID: job.ID, EnqueuedAt: wire.EnqueuedAtText(job.EnqueuedAt)}
-		sealed, err := k.k.Seal(meta, job.Args, job.Encrypted)
+	if k := c.cfg.Keyring.envelope(); job.Encrypted || k.CanSign() {
+		sealed, err := k.Seal(np.Meta(job.Queue), job.Args, job.Encrypted)
 		if err != nil {
 			return err
 		}
-		np.Args = sealed.Args
-		if sealed.Enc != nil {
-			np.Envelope.Enc = &wire.Encrypted{KID: sealed.Enc.KID, Nonce: sealed.Enc.Nonce, Data: sealed.Enc.Data}
-		}
-		if sealed.Sig != nil {
-			np.Envelope.SigKID, np.Envelope.Sig = sealed.Sig.KID, sealed.Sig.Value
-		}
+		np.Args, np.Envelope = sealed.Args, sealed.Envelope
 	}
 	job.payload = np.Encode()
 	return c.cfg.Limits.envelope().CheckSize(len(job.payload))

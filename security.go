@@ -1,8 +1,6 @@
 package resq
 
 import (
-	"fmt"
-
 	"github.com/resq-go/resq/internal/envelope"
 )
 
@@ -29,6 +27,14 @@ func (l Limits) envelope() envelope.Limits {
 // altered or moved jobs and decrypts encrypted ones.
 type Keyring struct {
 	k *envelope.Keyring
+}
+
+// envelope returns the keyring's keys (nil for a nil Keyring).
+func (k *Keyring) envelope() *envelope.Keyring {
+	if k == nil {
+		return nil
+	}
+	return k.k
 }
 
 // LoadKeyring reads a keyring file. A file with secret keys must have mode
@@ -110,5 +116,6 @@ func VerifyOnlyKeyringFile(data []byte) ([]byte, error) {
 }
 
 // ErrSignature is matched (errors.Is) by refusals of unsigned or badly
-// signed jobs.
-var ErrSignature = fmt.Errorf("resq: signature")
+// signed jobs: unsigned where signatures are required, signed with a key the
+// keyring does not hold, or forged, altered or moved to another queue.
+var ErrSignature = envelope.ErrSignature

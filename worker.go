@@ -790,44 +790,22 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	}
 }
 
-// open checks a decoded payload's signature and decrypts its args. It
+// open checks a decoded payload's signature and decrypts its args
+// (envelope.Keyring.Open), then checks the plaintext against the limits. It
 // returns the plaintext args and their elements, whether a signature was
 // verified, and on error the exception name to record.
 func (w *Worker) open(p wire.Payload, queue string) (args json.RawMessage, elems []json.RawMessage, signed bool, exception string, err error) {
-	k := w.cfg.Keyring
-	env := p.Envelope
-	meta := envelope.Meta{Class: p.Class, Queue: queue, ID: p.ID, EnqueuedAt: p.EnqueuedAtRaw}
-	var enc *envelope.Ciphertext
-	if env.Enc != nil {
-		enc = &envelope.Ciphertext{KID: env.Enc.KID, Nonce: env.Enc.Nonce, Data: env.Enc.Data}
+	args, signed, err = w.cfg.Keyring.envelope().Open(p.Meta(queue), p.Args, p.Envelope, w.unsignedQueue(queue))
+	switch {
+	case errors.Is(err, envelope.ErrSignature):
+		return nil, nil, false, ExceptionSignature, err
+	case err != nil:
+		return nil, nil, signed, ExceptionDecrypt, err
 	}
-	if k.CanVerify() {
-		required := !w.unsignedQueue(queue)
-		if env.Sig != nil || required {
-			var sig *envelope.Signature
-			if env.Sig != nil {
-				sig = &envelope.Signature{KID: env.SigKID, Value: env.Sig}
-			}
-			if err := k.k.Verify(meta, p.Args, enc, sig); err != nil {
-				return nil, nil, false, ExceptionSignature, err
-			}
-			signed = true
-		}
-	}
-	args = p.Args
-	if enc != nil {
-		var kr *envelope.Keyring
-		if k != nil {
-			kr = k.k
-		}
-		pt, err := kr.Decrypt(meta, enc)
-		if err != nil {
-			return nil, nil, signed, ExceptionDecrypt, err
-		}
-		if err := w.limits.CheckDepth(pt); err != nil {
+	if p.Envelope.Enc != nil {
+		if err := w.limits.CheckDepth(args); err != nil {
 			return nil, nil, signed, ExceptionPayloadLimit, err
 		}
-		args = pt
 	}
 	elems, err = wire.SplitArray(args, w.limits.MaxDepth+1)
 	if err != nil {

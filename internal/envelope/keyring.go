@@ -337,13 +337,19 @@ type Signature struct {
 	Value []byte
 }
 
+// Envelope is the protection a payload carries: its ciphertext (nil when
+// the args are in clear) and its signature (nil when unsigned). internal/wire
+// reads and writes it as the payload's "enc", "kid" and "sig" fields.
+type Envelope struct {
+	Enc *Ciphertext
+	Sig *Signature
+}
+
 // Sealed is what Seal produces for the payload: the args to store (the
-// plaintext, or "[]" when encrypted), and the optional ciphertext and
-// signature.
+// plaintext, or "[]" when encrypted) and their envelope.
 type Sealed struct {
 	Args []byte
-	Enc  *Ciphertext
-	Sig  *Signature
+	Envelope
 }
 
 func netstring(b []byte, s string) []byte {
@@ -388,8 +394,9 @@ func AssociatedData(m Meta) []byte {
 	return netstring(b, m.ID)
 }
 
-// Seal encrypts args (when encrypt is set) and signs the result (when the
-// keyring can sign).
+// Seal is the producer's side of the envelope: it encrypts args (when
+// encrypt is set) and signs the result (when the keyring can sign). A nil
+// keyring seals nothing, and refuses encrypt.
 func (k *Keyring) Seal(m Meta, args []byte, encrypt bool) (Sealed, error) {
 	s := Sealed{Args: args}
 	if encrypt {
@@ -402,25 +409,24 @@ func (k *Keyring) Seal(m Meta, args []byte, encrypt bool) (Sealed, error) {
 		s.Args = []byte("[]")
 	}
 	if k.CanSign() {
-		msg := SigningMessage(m, s.Args, s.Enc)
-		sk := k.signKeys[k.signPrime]
-		var v []byte
-		if sk.typ == TypeHMAC {
-			mac := hmac.New(sha256.New, sk.hmac)
-			mac.Write(msg)
-			v = mac.Sum(nil)
-		} else {
-			v = ed25519.Sign(sk.priv, msg)
-		}
-		s.Sig = &Signature{KID: k.signPrime, Value: v}
+		s.Sig = k.sign(SigningMessage(m, s.Args, s.Enc))
 	}
 	return s, nil
 }
+
+// ErrSignature is matched (errors.Is) by every *SignatureError: a job
+// refused because it is unsigned where signatures are required, signed with
+// an unknown key, or forged, altered or moved. The root package exports it
+// as resq.ErrSignature.
+var ErrSignature = errors.New("resq: signature")
 
 // SignatureError says why a job's signature was refused.
 type SignatureError struct{ Reason string }
 
 func (e *SignatureError) Error() string { return "signature: " + e.Reason }
+
+// Is makes errors.Is(err, ErrSignature) true.
+func (e *SignatureError) Is(target error) bool { return target == ErrSignature }
 
 // Verify checks the signature of a payload. A nil sig is refused.
 func (k *Keyring) Verify(m Meta, args []byte, enc *Ciphertext, sig *Signature) error {

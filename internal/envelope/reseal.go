@@ -29,16 +29,17 @@ func (k *Keyring) sign(msg []byte) *Signature {
 // older keys can be retired: ciphertext under another key is decrypted and
 // encrypted again under the encryption primary, and a signature by another
 // key (or over ciphertext that changed) is made again with the signing
-// primary. args, enc and sig are the payload's as stored; m binds them to
-// the job as Seal did.
+// primary. args and env are the payload's as stored; m binds them to the
+// job as Seal did.
 //
 // It never adds protection a payload did not have, and never launders one:
 // an unsigned payload stays unsigned, and a signed payload is re-signed only
 // after its current signature verifies (a forged or moved job fails here
 // with a *SignatureError, as it would at a worker). changed is false when
 // the payload already uses the primaries; s then holds the inputs.
-func (k *Keyring) Reseal(m Meta, args []byte, enc *Ciphertext, sig *Signature) (s Sealed, changed bool, err error) {
-	s = Sealed{Args: args, Enc: enc, Sig: sig}
+func (k *Keyring) Reseal(m Meta, args []byte, env Envelope) (s Sealed, changed bool, err error) {
+	enc, sig := env.Enc, env.Sig
+	s = Sealed{Args: args, Envelope: env}
 	needEnc := enc != nil && enc.KID != k.encPrime
 	needSig := sig != nil && (needEnc || sig.KID != k.signPrime)
 	if !needEnc && !needSig {

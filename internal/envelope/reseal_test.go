@@ -43,10 +43,10 @@ func TestReseal(t *testing.T) {
 			// Marshalled now: File.Retire edits the key slices in place, and
 			// VerifyOnly shares them.
 			verifyOnly := f.VerifyOnly().Marshal()
-			if _, changed, _ := cur.Reseal(m, sealed.Args, nil, nil); changed {
+			if _, changed, _ := cur.Reseal(m, sealed.Args, Envelope{}); changed {
 				t.Fatal("a payload without envelope changed")
 			}
-			s, changed, err := cur.Reseal(m, sealed.Args, sealed.Enc, sealed.Sig)
+			s, changed, err := cur.Reseal(m, sealed.Args, sealed.Envelope)
 			if err != nil || !changed {
 				t.Fatalf("reseal: changed %v, %v", changed, err)
 			}
@@ -68,11 +68,11 @@ func TestReseal(t *testing.T) {
 			if err != nil || !bytes.Equal(got, pt) {
 				t.Fatalf("decrypt after retiring: %q, %v", got, err)
 			}
-			if _, changed, _ := cur.Reseal(m, s.Args, s.Enc, s.Sig); changed {
+			if _, changed, _ := cur.Reseal(m, s.Args, s.Envelope); changed {
 				t.Fatal("a payload already under the primaries changed")
 			}
 			// Signed only: re-signed.
-			s2, changed, err := cur.Reseal(m, plain.Args, nil, plain.Sig)
+			s2, changed, err := cur.Reseal(m, plain.Args, plain.Envelope)
 			if err != nil || !changed || s2.Enc != nil || s2.Sig.KID != f.Signing.Primary || retired.Verify(m, s2.Args, nil, s2.Sig) != nil {
 				t.Fatalf("re-sign: %+v changed %v err %v", s2, changed, err)
 			}
@@ -80,11 +80,11 @@ func TestReseal(t *testing.T) {
 			moved := m
 			moved.Queue = "other"
 			var se *SignatureError
-			if _, _, err := cur.Reseal(moved, sealed.Args, sealed.Enc, sealed.Sig); !errors.As(err, &se) {
+			if _, _, err := cur.Reseal(moved, sealed.Args, sealed.Envelope); !errors.As(err, &se) {
 				t.Fatalf("reseal of a moved job: %v", err)
 			}
 			// Encrypted but unsigned: re-encrypted, still unsigned.
-			s3, changed, err := cur.Reseal(m, sealed.Args, sealed.Enc, nil)
+			s3, changed, err := cur.Reseal(m, sealed.Args, Envelope{Enc: sealed.Enc})
 			if err != nil || !changed || s3.Sig != nil || s3.Enc.KID != f.Encryption.Primary {
 				t.Fatalf("unsigned reseal: %+v %v %v", s3, changed, err)
 			}
@@ -94,7 +94,7 @@ func TestReseal(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, _, err := vo.Reseal(m, plain.Args, nil, plain.Sig); err == nil || !strings.Contains(err.Error(), "verify-only") {
+				if _, _, err := vo.Reseal(m, plain.Args, plain.Envelope); err == nil || !strings.Contains(err.Error(), "verify-only") {
 					t.Fatalf("a verify-only keyring re-signing a job: %v", err)
 				}
 			}

@@ -10,6 +10,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/resq-go/resq/internal/envelope"
 )
 
 // Payload is a job as read from a queue. Raw holds the exact bytes stored in
@@ -23,8 +25,10 @@ type Payload struct {
 	EnqueuedAt time.Time       // resq addition; zero for Ruby/Node jobs
 	// EnqueuedAtRaw is the exact text of the enqueued_at value (signed).
 	EnqueuedAtRaw string
-	// Envelope holds the signature and ciphertext fields, if any.
-	Envelope Envelope
+	// Envelope holds resq's signing and encryption fields, if any:
+	// "enc":{"kid":…,"nonce":…,"ct":…}, "kid":…, "sig":… (base64, standard,
+	// padded). See docs/protocol.md.
+	Envelope envelope.Envelope
 	fields   []topField // every top-level field, in order
 }
 
@@ -59,20 +63,11 @@ func (fs topFields) get(name string) (json.RawMessage, bool) {
 	return nil, false
 }
 
-// Envelope is resq's signing and encryption fields of a payload:
-// "enc":{"kid":…,"nonce":…,"ct":…}, "kid":…, "sig":… (base64, standard,
-// padded). See docs/protocol.md.
-type Envelope struct {
-	SigKID string
-	Sig    []byte
-	Enc    *Encrypted
-}
-
-// Encrypted is the "enc" field.
-type Encrypted struct {
-	KID   string
-	Nonce []byte
-	Data  []byte
+// Meta is what the job's signature and encryption bind it to, read from the
+// payload: its class, id and exact enqueued_at text, and queue (where the
+// job is, which the payload does not say).
+func (p Payload) Meta(queue string) envelope.Meta {
+	return envelope.Meta{Class: p.Class, Queue: queue, ID: p.ID, EnqueuedAt: p.EnqueuedAtRaw}
 }
 
 // PayloadError says why bytes popped from a queue are not a usable job.
@@ -151,8 +146,19 @@ type NewPayload struct {
 	Args       json.RawMessage
 	ID         string
 	EnqueuedAt time.Time
-	Envelope   Envelope
+	Envelope   envelope.Envelope
 	Extra      []Field
+}
+
+// Meta is what Encode's payload binds to its signature and encryption when
+// the job is pushed to queue (envelope.Keyring.Seal): what Payload.Meta
+// reads back from it.
+func (n NewPayload) Meta(queue string) envelope.Meta {
+	m := envelope.Meta{Class: n.Class, Queue: queue, ID: n.ID}
+	if !n.EnqueuedAt.IsZero() { // Encode writes no enqueued_at then
+		m.EnqueuedAt = EnqueuedAtText(n.EnqueuedAt)
+	}
+	return m
 }
 
 // EnqueuedAtText is the exact text Encode writes for an enqueue time: Unix
@@ -202,19 +208,14 @@ func (n NewPayload) Encode() []byte {
 		b = append(b, EnqueuedAtText(n.EnqueuedAt)...)
 	}
 	if e := n.Envelope.Enc; e != nil {
-		b = append(b, `,"enc":{"kid":`...)
-		b = appendString(b, e.KID)
-		b = append(b, `,"nonce":"`...)
-		b = base64.StdEncoding.AppendEncode(b, e.Nonce)
-		b = append(b, `","ct":"`...)
-		b = base64.StdEncoding.AppendEncode(b, e.Data)
-		b = append(b, `"}`...)
+		b = append(b, `,"enc":`...)
+		b = appendEncrypted(b, e)
 	}
-	if n.Envelope.Sig != nil {
+	if sig := n.Envelope.Sig; sig != nil {
 		b = append(b, `,"kid":`...)
-		b = appendString(b, n.Envelope.SigKID)
+		b = appendString(b, sig.KID)
 		b = append(b, `,"sig":"`...)
-		b = base64.StdEncoding.AppendEncode(b, n.Envelope.Sig)
+		b = base64.StdEncoding.AppendEncode(b, sig.Value)
 		b = append(b, '"')
 	}
 	for _, f := range n.Extra {
@@ -232,20 +233,32 @@ func RubyJob(class string, args json.RawMessage) []byte {
 	return NewPayload{Class: class, Args: args}.Encode()
 }
 
-func decodeEnvelope(fields topFields, e *Envelope) error {
+// appendEncrypted writes the "enc" object: {"kid":…,"nonce":…,"ct":…}.
+func appendEncrypted(b []byte, e *envelope.Ciphertext) []byte {
+	b = append(b, `{"kid":`...)
+	b = appendString(b, e.KID)
+	b = append(b, `,"nonce":"`...)
+	b = base64.StdEncoding.AppendEncode(b, e.Nonce)
+	b = append(b, `","ct":"`...)
+	b = base64.StdEncoding.AppendEncode(b, e.Data)
+	return append(b, `"}`...)
+}
+
+func decodeEnvelope(fields topFields, e *envelope.Envelope) error {
 	if raw, ok := fields.get("sig"); ok {
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return errors.New(`"sig" is not a string`)
 		}
-		sig, err := base64.StdEncoding.DecodeString(s)
+		v, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
 			return errors.New(`"sig" is not base64`)
 		}
-		e.Sig = sig
-		if k, ok := fields.get("kid"); ok && json.Unmarshal(k, &e.SigKID) != nil {
+		sig := &envelope.Signature{Value: v}
+		if k, ok := fields.get("kid"); ok && json.Unmarshal(k, &sig.KID) != nil {
 			return errors.New(`"kid" is not a string`)
 		}
+		e.Sig = sig
 	}
 	if raw, ok := fields.get("enc"); ok {
 		var enc struct {
@@ -261,7 +274,7 @@ func decodeEnvelope(fields topFields, e *Envelope) error {
 		if err1 != nil || err2 != nil || enc.KID == "" {
 			return errors.New(`"enc" needs kid, and nonce and ct in base64`)
 		}
-		e.Enc = &Encrypted{KID: enc.KID, Nonce: nonce, Data: ct}
+		e.Enc = &envelope.Ciphertext{KID: enc.KID, Nonce: nonce, Data: ct}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/resq-go/resq/internal/envelope"
 	"github.com/resq-go/resq/internal/wire"
 )
 
@@ -90,8 +91,9 @@ func FuzzDecodePayload(f *testing.F) {
 	})
 }
 
-func sameEnvelope(a, b wire.Envelope) bool {
-	if a.SigKID != b.SigKID || (a.Sig == nil) != (b.Sig == nil) || !bytes.Equal(a.Sig, b.Sig) || (a.Enc == nil) != (b.Enc == nil) {
+func sameEnvelope(a, b envelope.Envelope) bool {
+	if (a.Sig == nil) != (b.Sig == nil) || a.Sig != nil && (a.Sig.KID != b.Sig.KID || !bytes.Equal(a.Sig.Value, b.Sig.Value)) ||
+		(a.Enc == nil) != (b.Enc == nil) {
 		return false
 	}
 	return a.Enc == nil || a.Enc.KID == b.Enc.KID && bytes.Equal(a.Enc.Nonce, b.Enc.Nonce) && bytes.Equal(a.Enc.Data, b.Enc.Data)

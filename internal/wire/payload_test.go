@@ -211,3 +211,27 @@ func TestPayloadEscapedFieldNames(t *testing.T) {
 		t.Errorf(`Field("class") = %s, %v`, v, ok)
 	}
 }
+
+// The metadata a producer signs (NewPayload.Meta) is the metadata a worker
+// reads back from the encoded payload (Payload.Meta).
+func TestPayloadMetaRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, at := range []time.Time{time.UnixMilli(1705314225123), time.UnixMilli(1705314225000), time.UnixMilli(1705314225100), {}} {
+		n := wire.NewPayload{Class: "X", Args: json.RawMessage(`[1]`), ID: "abc", EnqueuedAt: at}
+		p, err := wire.DecodePayload(n.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := p.Meta("q"), n.Meta("q"); got != want {
+			t.Errorf("enqueued at %v: decoded meta %+v, encoded meta %+v", at, got, want)
+		}
+	}
+	// Ruby and Node payloads: no id, the enqueued_at text as written.
+	p, err := wire.DecodePayload([]byte(`{"class":"R","args":[],"enqueued_at":1.50}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := p.Meta("r"); m.Class != "R" || m.Queue != "r" || m.ID != "" || m.EnqueuedAt != "1.50" {
+		t.Errorf("Meta = %+v", m)
+	}
+}

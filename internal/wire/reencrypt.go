@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/resq-go/resq/internal/envelope"
 )
 
 // envelopeFields are the payload fields ReplaceEnvelope rewrites, in the
@@ -22,18 +24,18 @@ var envelopeFields = []string{"args", "enc", "kid", "sig"}
 // its place and its exact bytes (class, id and enqueued_at are signed), so a
 // payload re-sealed under new keys differs only in its envelope. A payload
 // that repeats one of those four fields is refused.
-func ReplaceEnvelope(payload []byte, args json.RawMessage, env Envelope) ([]byte, error) {
+func ReplaceEnvelope(payload []byte, args json.RawMessage, env envelope.Envelope) ([]byte, error) {
 	args = bytes.TrimSpace(args)
 	if len(args) == 0 || args[0] != '[' || !json.Valid(args) {
 		return nil, errors.New("replace envelope: args must be a JSON array")
 	}
 	values := map[string]json.RawMessage{"args": args}
 	if e := env.Enc; e != nil {
-		values["enc"] = encodeEncrypted(e)
+		values["enc"] = appendEncrypted(nil, e)
 	}
-	if env.Sig != nil {
-		values["kid"] = json.RawMessage(QuoteString(env.SigKID))
-		values["sig"] = json.RawMessage(`"` + base64.StdEncoding.EncodeToString(env.Sig) + `"`)
+	if sig := env.Sig; sig != nil {
+		values["kid"] = json.RawMessage(QuoteString(sig.KID))
+		values["sig"] = json.RawMessage(`"` + base64.StdEncoding.EncodeToString(sig.Value) + `"`)
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -97,17 +99,6 @@ func isEnvelopeField(name string) bool {
 		}
 	}
 	return false
-}
-
-// encodeEncrypted writes the "enc" object as Encode does.
-func encodeEncrypted(e *Encrypted) json.RawMessage {
-	b := []byte(`{"kid":`)
-	b = appendString(b, e.KID)
-	b = append(b, `,"nonce":"`...)
-	b = base64.StdEncoding.AppendEncode(b, e.Nonce)
-	b = append(b, `","ct":"`...)
-	b = base64.StdEncoding.AppendEncode(b, e.Data)
-	return append(b, `"}`...)
 }
 
 // ReplaceQueued replaces one queued job of queue whose bytes are exactly old
