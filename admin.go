@@ -78,7 +78,10 @@ func viewOf(raw []byte, r *Redactor) JobView {
 		if orig, ok := wire.RawOfInvalid(raw); ok {
 			return JobView{Invalid: "not a JSON job object", Raw: string(orig), Args: json.RawMessage("[]")}
 		}
-		return JobView{Class: p.Class, Invalid: err.Error(), Raw: string(raw), Args: json.RawMessage("[]")}
+		// An unusable payload that carries ciphertext still says so, so
+		// that no one shows its args.
+		return JobView{Class: p.Class, Invalid: err.Error(), Raw: string(raw), Args: json.RawMessage("[]"),
+			Encrypted: wire.CarriesCiphertext(raw)}
 	}
 	v := JobView{Class: p.Class, Args: r.Args(p.Class, p.Args), ID: p.ID, Signed: p.Envelope.Sig != nil}
 	if p.Envelope.Enc != nil {
@@ -93,7 +96,7 @@ func viewOf(raw []byte, r *Redactor) JobView {
 
 // Peek returns count jobs of queue starting at start (0 is the next to run).
 func (a *Admin) Peek(ctx context.Context, queue string, start, count int64) ([]JobView, error) {
-	raws, err := a.store.Range(ctx, a.store.Keys.Queue(queue), start, count)
+	raws, err := a.store.QueueRange(ctx, queue, start, count)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +143,7 @@ func (a *Admin) FailureCount(ctx context.Context) (int64, error) { return a.stor
 
 // Failures returns count failure records from index start (0 is the oldest).
 func (a *Admin) Failures(ctx context.Context, start, count int64) ([]FailureView, error) {
-	raws, err := a.store.Range(ctx, a.store.Keys.Failed(), start, count)
+	recs, err := a.store.FailedRange(ctx, start, count)
 	if err != nil {
 		return nil, err
 	}
@@ -148,20 +151,20 @@ func (a *Admin) Failures(ctx context.Context, start, count int64) ([]FailureView
 	if err != nil {
 		return nil, err
 	}
-	out := make([]FailureView, len(raws))
-	for i, r := range raws {
-		out[i] = failureView(start+int64(i), r, red)
+	out := make([]FailureView, len(recs))
+	for i, r := range recs {
+		out[i] = failureView(r, red)
 	}
 	return out, nil
 }
 
-func failureView(idx int64, raw []byte, red *Redactor) FailureView {
-	v := FailureView{Index: idx, Raw: raw}
-	f, err := wire.DecodeFailure(raw)
-	if err != nil {
+func failureView(r wire.StoredFailure, red *Redactor) FailureView {
+	v := FailureView{Index: r.Index, Raw: r.Raw}
+	if r.Err != nil {
 		v.Unparsable = true
 		return v
 	}
+	f := r.Failure
 	v.FailedAt, v.Exception, v.Error, v.Backtrace = f.FailedAt, f.Exception, f.Error, f.Backtrace
 	v.Worker, v.Queue, v.RetriedAt = f.Worker, f.Queue, f.RetriedAt
 	v.Time, _ = wire.ParseTime(f.FailedAt)
@@ -279,18 +282,10 @@ func (a *Admin) Workers(ctx context.Context) ([]WorkerView, error) {
 	if err != nil {
 		return nil, err
 	}
-	registered, err := a.store.Client().SMembers(ctx, a.store.Keys.Workers()).Result()
-	if err != nil {
-		return nil, err
-	}
-	isReg := map[string]bool{}
-	for _, id := range registered {
-		isReg[id] = true
-	}
 	out := make([]WorkerView, 0, len(states))
 	for _, st := range states {
-		if !isReg[st.ID] {
-			continue
+		if !st.Registered {
+			continue // only a heartbeat is left: Prune removes it
 		}
 		v := WorkerView{ID: st.ID, Started: st.Started, Heartbeat: st.Heartbeat, Processed: st.Processed, Failed: st.Failed}
 		if id, ok := wire.ParseWorkerID(st.ID); ok {
@@ -429,7 +424,7 @@ func (a *Admin) JobCounts(ctx context.Context) ([]JobCount, error) {
 // enqueued_at (resq producers). ok is false when the queue is empty or the
 // head job carries no enqueue time (Ruby and Node producers).
 func (a *Admin) OldestJobAge(ctx context.Context, queue string) (age time.Duration, ok bool, err error) {
-	raws, err := a.store.Range(ctx, a.store.Keys.Queue(queue), 0, 1)
+	raws, err := a.store.QueueRange(ctx, queue, 0, 1)
 	if err != nil || len(raws) == 0 {
 		return 0, false, err
 	}

@@ -295,9 +295,8 @@ const keyScanPage = 200
 // failure record in scope, reading pages of keyScanPage elements.
 func (s keyScope) each(ctx context.Context, store *wire.Store, fn func(listItem) error) error {
 	for _, q := range s.queues {
-		key := store.Keys.Queue(q)
 		for start := int64(0); ; start += keyScanPage {
-			raws, err := store.Range(ctx, key, start, keyScanPage)
+			raws, err := store.QueueRange(ctx, q, start, keyScanPage)
 			if err != nil {
 				return err
 			}
@@ -312,20 +311,20 @@ func (s keyScope) each(ctx context.Context, store *wire.Store, fn func(listItem)
 		}
 	}
 	for start := int64(0); ; start += keyScanPage {
-		raws, err := store.Range(ctx, store.Keys.Failed(), start, keyScanPage)
+		recs, err := store.FailedRange(ctx, start, keyScanPage)
 		if err != nil {
 			return err
 		}
-		for i, raw := range raws {
-			f, err := wire.DecodeFailure(raw)
-			if err != nil || len(f.Payload) == 0 || (s.only != nil && !s.only[f.Queue]) {
+		for _, r := range recs {
+			f := r.Failure
+			if r.Err != nil || len(f.Payload) == 0 || (s.only != nil && !s.only[f.Queue]) {
 				continue
 			}
-			if err := fn(listItem{failed: true, queue: f.Queue, index: start + int64(i), raw: raw, payload: f.Payload}); err != nil {
+			if err := fn(listItem{failed: true, queue: f.Queue, index: r.Index, raw: r.Raw, payload: f.Payload}); err != nil {
 				return err
 			}
 		}
-		if len(raws) < keyScanPage {
+		if len(recs) < keyScanPage {
 			break
 		}
 	}
@@ -359,7 +358,7 @@ func reseal(k *envelope.Keyring, it *listItem) (updated []byte, encChanged, sigC
 	}
 	updated = payload
 	if it.failed {
-		if updated, err = wire.SetField(it.raw, "payload", payload); err != nil {
+		if updated, err = wire.SetFailurePayload(it.raw, payload); err != nil {
 			return nil, false, false, old, err
 		}
 	}

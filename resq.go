@@ -140,7 +140,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 }
 
 // Namespace returns the key namespace.
-func (c *Conn) Namespace() string { return c.store.Keys.Namespace() }
+func (c *Conn) Namespace() string { return c.store.Namespace() }
 
 // String describes the connection without its password.
 func (c *Conn) String() string { return c.desc }

@@ -39,8 +39,8 @@ type jobRow struct {
 	EnqueuedAt               time.Time
 }
 
-func jobRowOf(j resq.JobView, payload []byte, limit int) jobRow {
-	r := jobRow{Class: j.Class, ID: j.ID, Args: redactArgs(j, payload, limit), Invalid: j.Invalid}
+func jobRowOf(j resq.JobView, limit int) jobRow {
+	r := jobRow{Class: j.Class, ID: j.ID, Args: redactArgs(j, limit), Invalid: j.Invalid}
 	if j.EnqueuedAt != nil {
 		r.EnqueuedAt = *j.EnqueuedAt
 	}
@@ -65,7 +65,7 @@ func workerRowOf(v resq.WorkerView, argsLimit int) workerRow {
 		Started: v.Started, Heartbeat: v.Heartbeat, Processed: v.Processed, Failed: v.Failed}
 	if v.Working != nil {
 		r.Busy, r.Queue, r.RunAt, r.Since = true, v.Working.Queue, v.Working.RunAt, v.Working.Since
-		r.Job = jobRowOf(v.Working.Job, nil, argsLimit)
+		r.Job = jobRowOf(v.Working.Job, argsLimit)
 	}
 	return r
 }
@@ -234,7 +234,7 @@ func (h *Handler) queue(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 	}
 	for i, j := range jobs {
-		row := jobRowOf(j, nil, argsListLimit)
+		row := jobRowOf(j, argsListLimit)
 		row.Pos = d.Start + int64(i) + 1
 		d.Jobs = append(d.Jobs, row)
 	}
@@ -349,7 +349,7 @@ func failureRowOf(f resq.FailureView, argsLimit, errLimit int) failureRow {
 	if f.Unparsable {
 		return row
 	}
-	row.Args = redactArgs(f.Job, failurePayload(f.Raw), argsLimit)
+	row.Args = redactArgs(f.Job, argsLimit)
 	if errLimit < maxErrorBytes {
 		row.Error = truncate(firstLine(f.Error), errLimit)
 	} else {

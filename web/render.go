@@ -133,13 +133,13 @@ const (
 // redactArgs is the one function that turns a job's arguments into text for
 // the dashboard. job comes from Admin, whose Redactor has already replaced
 // secret fields with resq.Redacted and encrypted args with
-// resq.EncryptedArgs; payload, when known, is the job's whole stored
-// payload object, checked again for an "enc" field. Encrypted jobs show as
+// resq.EncryptedArgs, and which marks as Encrypted any payload carrying
+// ciphertext, even one it cannot decode. Encrypted jobs show as
 // "encrypted"; the raw bytes of an invalid payload are never shown (they
 // cannot be parsed, so they cannot be redacted); other arguments are shown as
 // compact JSON, cut at limit bytes.
-func redactArgs(job resq.JobView, payload []byte, limit int) string {
-	if job.Encrypted || hasField(payload, "enc") {
+func redactArgs(job resq.JobView, limit int) string {
+	if job.Encrypted {
 		return "encrypted"
 	}
 	var text string
@@ -157,31 +157,6 @@ func redactArgs(job resq.JobView, payload []byte, limit int) string {
 		}
 	}
 	return truncate(text, limit)
-}
-
-// hasField reports whether raw is a JSON object with a top-level field name.
-func hasField(raw []byte, name string) bool {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return false
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return false
-	}
-	_, ok := m[name]
-	return ok
-}
-
-// failurePayload extracts the job payload object of a stored failure record.
-func failurePayload(record []byte) []byte {
-	var f struct {
-		Payload json.RawMessage `json:"payload"`
-	}
-	if json.Unmarshal(record, &f) != nil {
-		return nil
-	}
-	return f.Payload
 }
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.

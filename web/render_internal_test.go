@@ -13,30 +13,24 @@ func TestRedactArgs(t *testing.T) {
 	t.Parallel()
 	long := `["` + strings.Repeat("é", 300) + `"]`
 	cases := []struct {
-		name    string
-		job     resq.JobView
-		payload string
-		limit   int
-		want    string
+		name  string
+		job   resq.JobView
+		limit int
+		want  string
 	}{
-		{"compact", resq.JobView{Args: json.RawMessage(`[ 1, {"a" : "b"} ]`)}, "", 100, `[1,{"a":"b"}]`},
-		{"empty", resq.JobView{}, "", 100, `[]`},
-		{"encrypted", resq.JobView{Args: json.RawMessage(`["secret"]`)}, `{"class":"X","args":[],"enc":"AAAA"}`, 100, "encrypted"},
-		{"enc not top level", resq.JobView{Args: json.RawMessage(`[{"enc":1}]`)}, `{"class":"X","args":[{"enc":1}]}`, 100, `[{"enc":1}]`},
-		{"encrypted by Admin", resq.JobView{Encrypted: true, Args: json.RawMessage(`"[encrypted]"`)}, "", 100, "encrypted"},
-		{"invalid: raw bytes never shown", resq.JobView{Invalid: "not JSON", Raw: "password=hunter2"}, "", 100, "invalid payload (16 bytes, not shown)"},
-		{"cut on a rune boundary", resq.JobView{Args: json.RawMessage(long)}, "", 11, `["éééé… (604 bytes)`},
+		{"compact", resq.JobView{Args: json.RawMessage(`[ 1, {"a" : "b"} ]`)}, 100, `[1,{"a":"b"}]`},
+		{"empty", resq.JobView{}, 100, `[]`},
+		{"encrypted by Admin", resq.JobView{Encrypted: true, Args: json.RawMessage(`"[encrypted]"`)}, 100, "encrypted"},
+		// Admin marks an undecodable payload that carries ciphertext.
+		{"invalid but encrypted", resq.JobView{Encrypted: true, Invalid: "bad", Raw: `{"enc":"zz"}`}, 100, "encrypted"},
+		{"invalid: raw bytes never shown", resq.JobView{Invalid: "not JSON", Raw: "password=hunter2"}, 100, "invalid payload (16 bytes, not shown)"},
+		{"cut on a rune boundary", resq.JobView{Args: json.RawMessage(long)}, 11, `["éééé… (604 bytes)`},
 	}
 	for _, c := range cases {
-		got := redactArgs(c.job, []byte(c.payload), c.limit)
+		got := redactArgs(c.job, c.limit)
 		if got != c.want {
 			t.Errorf("%s: redactArgs = %q, want %q", c.name, got, c.want)
 		}
-	}
-	// Failure records: the payload is found inside the record.
-	rec := []byte(`{"failed_at":"x","payload":{"class":"X","args":["s"],"enc":"zz"},"exception":"E"}`)
-	if got := redactArgs(resq.JobView{Args: json.RawMessage(`["s"]`)}, failurePayload(rec), 100); got != "encrypted" {
-		t.Errorf("encrypted failure shows %q", got)
 	}
 }
 

@@ -17,7 +17,7 @@ func TestAckAndFetchReplacesRecords(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
 	}
-	first, err := s.Fetch(bg, []string{"q"}, "", ids, specInstant, maxPayload)
+	first, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: ids, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(first) != 3 {
 		t.Fatalf("Fetch = %+v, %v", first, err)
 	}
@@ -57,7 +57,7 @@ func TestAckRetryWritesOnce(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
-	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+	if _, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil {
 		t.Fatal(err)
 	}
 	srv.Do(t, "SET", "resque:resq:acked:h:1", "6") // an earlier batch's mark
@@ -83,7 +83,7 @@ func TestAckAndFetchPaused(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload, archivePayload)
-	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+	if _, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil {
 		t.Fatal(err)
 	}
 	srv.Do(t, "SET", "resque:pause-all-workers", "true")
@@ -104,7 +104,7 @@ func TestAckAndFetchNoScript(t *testing.T) {
 	t.Parallel()
 	s, srv := newPrivateStore(t) // SCRIPT FLUSH is server-wide
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload, archivePayload, archivePayload)
-	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+	if _, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil {
 		t.Fatal(err)
 	}
 	srv.Do(t, "SCRIPT", "FLUSH")
@@ -118,7 +118,7 @@ func TestAckAndFetchNoScript(t *testing.T) {
 	expect(t, srv, "1", "GET", "resque:stat:processed")
 	expect(t, srv, "2", "LLEN", "resque:queue:q")
 	// The script was loaded again: the next fetch works in one go.
-	if _, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil {
+	if _, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil {
 		t.Fatal(err)
 	}
 	got, fetched, err = s.AckAndFetch(bg, ack, specInstant, next, wire.AckMark{})
@@ -140,7 +140,7 @@ func TestFetchHandsBackHeldRecord(t *testing.T) {
 	heldString := `{"queue":"q","run_at":"2024-01-15T10:20:00Z","payload":"not json"}`
 	srv.Do(t, "SET", "resque:worker:"+ids[1], heldString)
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
-	got, err := s.Fetch(bg, []string{"q"}, "", ids, specInstant, maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: ids, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Fetch = %+v, %v; want both held jobs", got, err)
 	}
@@ -161,7 +161,7 @@ func TestFetchHandsBackGarbageRecord(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "SET", "resque:worker:"+W, "garbage{")
-	got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 1 || !got[0].Held || string(got[0].Raw) != "garbage{" || got[0].Record() != nil {
 		t.Fatalf("Fetch = %+v, %v; want the record as the payload", got, err)
 	}

@@ -43,8 +43,41 @@ func (s *Store) QueueSize(ctx context.Context, q string) (int64, error) {
 	return s.rdb.LLen(ctx, s.Keys.Queue(q)).Result()
 }
 
-// Range returns count elements of a list from start (Ruby's peek/list_range).
-func (s *Store) Range(ctx context.Context, key string, start, count int64) ([][]byte, error) {
+// QueueRange returns count jobs of queue q from index start (0 is the next
+// to run), as stored (Ruby's peek).
+func (s *Store) QueueRange(ctx context.Context, q string, start, count int64) ([][]byte, error) {
+	return s.listRange(ctx, s.Keys.Queue(q), start, count)
+}
+
+// StoredFailure is one element of the failed list: its exact bytes and the
+// record they hold.
+type StoredFailure struct {
+	Index int64  // position in the list (0 is the oldest)
+	Raw   []byte // the element as stored
+	// Failure is the decoded record; its Payload is the job payload object
+	// as popped. It is zero when Err is set.
+	Failure Failure
+	// Err is set when Raw is not a JSON record.
+	Err error
+}
+
+// FailedRange returns count failure records from index start (0 is the
+// oldest), each decoded.
+func (s *Store) FailedRange(ctx context.Context, start, count int64) ([]StoredFailure, error) {
+	raws, err := s.listRange(ctx, s.Keys.Failed(), start, count)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredFailure, len(raws))
+	for i, raw := range raws {
+		out[i] = StoredFailure{Index: start + int64(i), Raw: raw}
+		out[i].Failure, out[i].Err = DecodeFailure(raw)
+	}
+	return out, nil
+}
+
+// listRange is LRANGE of count elements from start.
+func (s *Store) listRange(ctx context.Context, key string, start, count int64) ([][]byte, error) {
 	if count <= 0 {
 		return nil, nil
 	}

@@ -138,6 +138,23 @@ func DecodePayloadDepth(raw []byte, maxDepth int) (Payload, error) {
 	return p, nil
 }
 
+// CarriesCiphertext reports whether raw is a JSON object with a top-level
+// "enc" field, whether or not the rest of it is a valid payload: code that
+// shows jobs to people hides such a payload's args even when it cannot
+// decode it.
+func CarriesCiphertext(raw []byte) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return false
+	}
+	_, ok := m["enc"]
+	return ok
+}
+
 // NewPayload is what resq's Client writes: {"class":…,"args":…,"id":…,"enqueued_at":…}
 // with class and args first, in Ruby's order. extra fields (already encoded)
 // are appended in the given order.

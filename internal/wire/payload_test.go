@@ -235,3 +235,23 @@ func TestPayloadMetaRoundTrip(t *testing.T) {
 		t.Errorf("Meta = %+v", m)
 	}
 }
+
+// CarriesCiphertext sees a top-level "enc" even in a payload that does not
+// decode, and never one nested in the args.
+func TestCarriesCiphertext(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]bool{
+		`{"class":"X","args":[],"enc":{"kid":"e","nonce":"AA==","ct":"AA=="}}`: true,
+		`{"class":"X","args":[],"enc":"not an object"}`:                        true,
+		` {"enc":1}`:                       true,
+		`{"class":"X","args":[{"enc":1}]}`: false,
+		`{"class":"X","args":[]}`:          false,
+		`["enc"]`:                          false,
+		`not json "enc"`:                   false,
+		``:                                 false,
+	} {
+		if got := wire.CarriesCiphertext([]byte(raw)); got != want {
+			t.Errorf("CarriesCiphertext(%s) = %v, want %v", raw, got, want)
+		}
+	}
+}

@@ -21,7 +21,7 @@ func TestFetchPlain(t *testing.T) {
 	huge := `{"class":"X","args":["` + strings.Repeat("A", 4096) + `"]}`
 	srv.Do(t, "RPUSH", "resque:queue:lo", `{"class":"Lo","args":[]}`, "not json")
 	srv.Do(t, "RPUSH", "resque:queue:hi", `{"class":"Hi","args":[]}`, huge)
-	got, err := s.Fetch(bg, []string{"hi", "lo"}, "h:1", ids[:3], specInstant, 1024)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"hi", "lo"}, PickupOwner: "h:1", WorkerIDs: ids[:3], MaxBytes: 1024, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 3 {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -46,7 +46,7 @@ func TestFetchPlain(t *testing.T) {
 
 	// The next fetch for slots 1 (busy: record set) and 4 hands back slot 1's
 	// record and stores "not json" as a JSON string for slot 4.
-	got, err = s.Fetch(bg, []string{"hi", "lo"}, "h:1", []string{ids[0], ids[3]}, specInstant, 1024)
+	got, err = s.FetchWith(bg, wire.FetchRequest{Queues: []string{"hi", "lo"}, PickupOwner: "h:1", WorkerIDs: []string{ids[0], ids[3]}, MaxBytes: 1024, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("second Fetch = %+v, %v", got, err)
 	}
@@ -59,7 +59,7 @@ func TestFetchPlain(t *testing.T) {
 	expect(t, srv, `{"queue":"lo","run_at":"2024-01-15T10:23:45Z","payload":"not json"}`, "GET", "resque:worker:"+ids[3])
 
 	srv.Do(t, "SET", "resque:pause-all-workers", "true")
-	if _, err := s.Fetch(bg, []string{"hi"}, "h:1", []string{"h:1:x"}, specInstant, 1024); err != wire.ErrPaused {
+	if _, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"hi"}, PickupOwner: "h:1", WorkerIDs: []string{"h:1:x"}, MaxBytes: 1024, CheckHeld: true}, specInstant); err != wire.ErrPaused {
 		t.Errorf("paused Fetch: %v", err)
 	}
 }

@@ -100,6 +100,12 @@ func (f Failure) Encode() []byte {
 	return append(b, '}')
 }
 
+// SetFailurePayload returns the failure record with its "payload" replaced
+// by payload; every other field keeps its place and bytes.
+func SetFailurePayload(record []byte, payload json.RawMessage) ([]byte, error) {
+	return SetField(record, "payload", payload)
+}
+
 // DecodeFailure reads a failure record written by any implementation.
 // Missing fields are left empty; a backtrace that is not a string array is
 // ignored.

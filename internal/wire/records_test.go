@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/resq-go/resq/internal/wire"
@@ -384,5 +385,21 @@ func TestKeys(t *testing.T) {
 		if c[0] != c[1] {
 			t.Errorf("got %q, want %q", c[0], c[1])
 		}
+	}
+}
+
+// SetFailurePayload replaces a record's payload and keeps every other field.
+func TestSetFailurePayload(t *testing.T) {
+	t.Parallel()
+	got, err := wire.SetFailurePayload([]byte(tv05Failure), json.RawMessage(`{"class":"Archive","args":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(tv05Failure, `{"class":"Archive","args":[44,"masterbrew"]}`, `{"class":"Archive","args":[]}`, 1)
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if _, err := wire.SetFailurePayload([]byte(`not json`), json.RawMessage(`{}`)); err == nil {
+		t.Error("a record that is not JSON was rewritten")
 	}
 }

@@ -30,8 +30,8 @@ func NewStore(rdb redis.UniversalClient, namespace string) *Store {
 	return &Store{rdb: rdb, Keys: NewKeys(namespace)}
 }
 
-// Client returns the underlying client (for INFO and other server-level reads).
-func (s *Store) Client() redis.UniversalClient { return s.rdb }
+// Namespace returns the Store's namespace (without the trailing colon).
+func (s *Store) Namespace() string { return s.Keys.Namespace() }
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
@@ -114,9 +114,9 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 return {n, 1}
 `)
 
-// Fetched is one job handed to a slot by Fetch.
+// Fetched is one job handed to a slot by FetchWith or AckAndFetch.
 type Fetched struct {
-	Slot  int // index into the ids passed to Fetch
+	Slot  int // index into the request's WorkerIDs
 	Queue string
 	Raw   []byte
 	RunAt string
@@ -179,25 +179,20 @@ func heldJob(slot int, rec []byte) Fetched {
 	return f
 }
 
-// ErrPaused is returned by Fetch when pause-all-workers is set.
+// ErrPaused is returned by FetchWith when pause-all-workers is set.
 var ErrPaused = errors.New("all workers are paused (pause-all-workers is set)")
 
-// Fetch pops up to len(workerIDs) jobs from queues (in priority order) and
-// records each one at worker:<id> of the slot that takes it, atomically.
-// When pickupOwner is set, that process's pickup lists (jobs a blocking
-// pickup moved out of the queues, see BlockingPickup) are drained after the
-// queues themselves.
+// FetchWith pops up to len(req.WorkerIDs) jobs from req.Queues (in priority
+// order) and records each one at worker:<id> of the slot that takes it,
+// atomically. When req.PickupOwner is set, that process's pickup lists (jobs
+// a blocking pickup moved out of the queues, see BlockingPickup) are drained
+// after the queues themselves.
 //
-// A payload larger than maxBytes is not transferred: its Fetched has
-// Oversize set and Raw holds only its first KiB. A record already on one of
-// the slots is handed back instead of popping for it (CheckHeld). Without
-// scripts (plain.go) the jobs pass through the pickup lists, and an oversize
-// payload is transferred before it is cut.
-func (s *Store) Fetch(ctx context.Context, queues []string, pickupOwner string, workerIDs []string, now time.Time, maxBytes int) ([]Fetched, error) {
-	return s.FetchWith(ctx, FetchRequest{Queues: queues, PickupOwner: pickupOwner, WorkerIDs: workerIDs, MaxBytes: maxBytes, CheckHeld: true}, now)
-}
-
-// FetchWith is Fetch with every option of a FetchRequest.
+// A payload larger than req.MaxBytes is not transferred: its Fetched has
+// Oversize set and Raw holds only its first KiB. With req.CheckHeld, a
+// record already on one of the slots is handed back instead of popping for
+// it. Without scripts (plain.go) the jobs pass through the pickup lists, and
+// an oversize payload is transferred before it is cut.
 func (s *Store) FetchWith(ctx context.Context, req FetchRequest, now time.Time) ([]Fetched, error) {
 	if len(req.Queues) == 0 || len(req.WorkerIDs) == 0 {
 		return nil, nil
@@ -219,14 +214,15 @@ func (s *Store) FetchWith(ctx context.Context, req FetchRequest, now time.Time) 
 	return fc.parse(v)
 }
 
-// FetchRequest asks for up to len(WorkerIDs) jobs, as Fetch does.
+// FetchRequest asks FetchWith (or AckAndFetch) for up to len(WorkerIDs)
+// jobs.
 type FetchRequest struct {
 	Queues      []string
 	PickupOwner string
 	WorkerIDs   []string
 	MaxBytes    int
 	// CheckHeld hands back records already on the slots instead of
-	// popping for them (see fetchScript); Fetch always sets it.
+	// popping for them (see fetchScript).
 	CheckHeld bool
 	replace   bool // the slots' records are of jobs acked in the same MULTI
 }
@@ -349,14 +345,6 @@ func JobCountField(outcome, queue, class string) string {
 	return outcome + "\x1f" + queue + "\x1f" + class
 }
 
-// AckAll finishes jobs: for each ack, RPUSH failed (if any), INCRBY the failed
-// counters, DEL worker:<id>, INCRBY the processed counters (spec §4.4), all in
-// one MULTI/EXEC so a crash never leaves half an ack.
-func (s *Store) AckAll(ctx context.Context, acks []Ack, now time.Time) error {
-	_, _, err := s.AckAndFetch(ctx, acks, now, nil, AckMark{})
-	return err
-}
-
 // ackCommands queues an ack batch's commands (inside a MULTI): per ack the
 // failure record, the per-worker counters and, unless the fetch script
 // replaces it, DEL worker:<id>; then the batch's global and resq counters.
@@ -434,7 +422,8 @@ func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time
 		return false, nil
 	}
 	if mark.Owner == "" {
-		return false, s.AckAll(ctx, acks, now)
+		_, _, err := s.AckAndFetch(ctx, acks, now, nil, AckMark{})
+		return false, err
 	}
 	key := s.Keys.AckMark(mark.Owner)
 	seq := strconv.FormatInt(mark.Seq, 10)
@@ -459,9 +448,12 @@ func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time
 	return landed, err
 }
 
-// AckAndFetch is AckAll followed, in the same MULTI/EXEC and so in one round
-// trip, by Fetch for next (when not nil): the slots that just finished get
-// their next jobs without a round trip of their own. The acks are written
+// AckAndFetch finishes jobs: for each ack, RPUSH failed (if any), INCRBY the
+// failed counters, DEL worker:<id>, INCRBY the processed counters (spec
+// §4.4), all in one MULTI/EXEC so a crash never leaves half an ack. When
+// next is not nil, the same MULTI/EXEC (and so the same round trip) ends
+// with FetchWith for next: the slots that just finished get their next jobs
+// without a round trip of their own. The acks are written
 // even when the fetch part fails (an unloaded script, say); that failure
 // returns no jobs and no error, and the caller fetches the usual way. A
 // paused namespace returns no jobs. fetched reports that the fetch ran (so
@@ -690,14 +682,17 @@ func (s *Store) RecoverWorker(ctx context.Context, id string, expected []byte, r
 	return n == 1, err
 }
 
-// WorkerState is what Redis holds about one registered worker.
+// WorkerState is what Redis holds about one worker id.
 type WorkerState struct {
-	ID        string
-	Record    []byte // worker:<id>, nil when idle
-	Started   string
-	Heartbeat string
-	Processed int64
-	Failed    int64
+	ID string
+	// Registered is set when the id is in the workers set; WorkerStates
+	// also returns ids that only have a heartbeat.
+	Registered bool
+	Record     []byte // worker:<id>, nil when idle
+	Started    string
+	Heartbeat  string
+	Processed  int64
+	Failed     int64
 }
 
 // WorkerStates reads every registered worker, plus ids that only have a
@@ -743,7 +738,7 @@ func (s *Store) WorkerStates(ctx context.Context) ([]WorkerState, error) {
 		vals := c.Val()
 		for j := 0; j+3 < len(vals); j += 4 {
 			id := ids[ci*100+j/4]
-			w := WorkerState{ID: id, Heartbeat: hbs[id]}
+			w := WorkerState{ID: id, Registered: seen[id], Heartbeat: hbs[id]}
 			if v, ok := vals[j].(string); ok {
 				w.Record = []byte(v)
 			}

@@ -52,7 +52,7 @@ func TestFetchTV03(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:file_serve", archivePayload)
-	got, err := s.Fetch(bg, []string{"file_serve", "warm_cache"}, "", []string{W}, specInstant.Add(300*time.Millisecond), maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"file_serve", "warm_cache"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant.Add(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,17 +71,17 @@ func TestFetchTV03(t *testing.T) {
 	expect(t, srv, "resque:worker:"+W, "KEYS", "*")
 
 	// Empty queues: nothing, no record written for the idle slot.
-	got, err = s.Fetch(bg, []string{"file_serve", "warm_cache"}, "", []string{"web1:4242:other"}, specInstant, maxPayload)
+	got, err = s.FetchWith(bg, wire.FetchRequest{Queues: []string{"file_serve", "warm_cache"}, WorkerIDs: []string{"web1:4242:other"}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 0 {
 		t.Errorf("Fetch of empty queues = %+v, %v", got, err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:web1:4242:other")
 
 	// Nothing to do without queues or slots.
-	if got, err := s.Fetch(bg, nil, "", []string{W}, specInstant, maxPayload); err != nil || got != nil {
+	if got, err := s.FetchWith(bg, wire.FetchRequest{Queues: nil, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil || got != nil {
 		t.Errorf("Fetch with no queues = %+v, %v", got, err)
 	}
-	if got, err := s.Fetch(bg, []string{"file_serve"}, "", nil, specInstant, maxPayload); err != nil || got != nil {
+	if got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"file_serve"}, WorkerIDs: nil, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil || got != nil {
 		t.Errorf("Fetch with no slots = %+v, %v", got, err)
 	}
 }
@@ -95,7 +95,7 @@ func TestFetchPriorityAndBatch(t *testing.T) {
 	srv.Do(t, "RPUSH", "resque:queue:high", job("high", 1))
 	srv.Do(t, "RPUSH", "resque:queue:low", job("low", 1), job("low", 2), job("low", 3))
 	ids := []string{"h:1:high,low:1", "h:1:high,low:2", "h:1:high,low:3"}
-	got, err := s.Fetch(bg, []string{"high", "empty", "low"}, "", ids, specInstant, maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"high", "empty", "low"}, WorkerIDs: ids, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestFetchPriorityAndBatch(t *testing.T) {
 
 	// More slots than jobs: the last job goes to the first slot, the rest stay idle.
 	more := []string{"h:1:high,low:4", "h:1:high,low:5"}
-	got, err = s.Fetch(bg, []string{"high", "low"}, "", more, specInstant, maxPayload)
+	got, err = s.FetchWith(bg, wire.FetchRequest{Queues: []string{"high", "low"}, WorkerIDs: more, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 1 || got[0].Slot != 0 || string(got[0].Raw) != job("low", 3) {
 		t.Fatalf("second fetch = %+v, %v", got, err)
 	}
@@ -127,7 +127,7 @@ func TestFetchPriorityAndBatch(t *testing.T) {
 	// Reversed priority.
 	srv.Do(t, "RPUSH", "resque:queue:high", job("high", 2))
 	srv.Do(t, "RPUSH", "resque:queue:low", job("low", 4))
-	got, err = s.Fetch(bg, []string{"low", "high"}, "", []string{"x:1:a"}, specInstant, maxPayload)
+	got, err = s.FetchWith(bg, wire.FetchRequest{Queues: []string{"low", "high"}, WorkerIDs: []string{"x:1:a"}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 1 || got[0].Queue != "low" {
 		t.Fatalf("reversed fetch = %+v, %v", got, err)
 	}
@@ -141,7 +141,7 @@ func TestFetchPauseAllWorkers(t *testing.T) {
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
 	for _, v := range []string{"true", " TRUE ", "True", "\ttrue\n"} {
 		srv.Do(t, "SET", "resque:pause-all-workers", v)
-		got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+		got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 		if !errors.Is(err, wire.ErrPaused) || len(got) != 0 {
 			t.Errorf("pause-all-workers=%q: Fetch = %+v, %v; want ErrPaused", v, got, err)
 		}
@@ -150,7 +150,7 @@ func TestFetchPauseAllWorkers(t *testing.T) {
 	}
 	for _, v := range []string{"1", "yes", "false", "", "truex"} {
 		srv.Do(t, "SET", "resque:pause-all-workers", v)
-		got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+		got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 		if err != nil || len(got) != 1 {
 			t.Errorf("pause-all-workers=%q: Fetch = %+v, %v; want the job", v, got, err)
 		}
@@ -158,7 +158,7 @@ func TestFetchPauseAllWorkers(t *testing.T) {
 		srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
 	}
 	srv.Do(t, "DEL", "resque:pause-all-workers")
-	if got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload); err != nil || len(got) != 1 {
+	if got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant); err != nil || len(got) != 1 {
 		t.Errorf("after DEL: Fetch = %+v, %v", got, err)
 	}
 }
@@ -173,7 +173,7 @@ func TestFetchNonObjectPayload(t *testing.T) {
 		srv.Do(t, "RPUSH", "resque:queue:q", r)
 	}
 	for _, r := range raws {
-		got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+		got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("Fetch = %+v, %v", got, err)
 		}
@@ -207,7 +207,7 @@ func TestFetchRecordValidJSONForBraceGarbage(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:q", "{oops}")
-	got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 1 || string(got[0].Raw) != "{oops}" {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -228,7 +228,7 @@ func TestFetchWhitespaceWrappedObject(t *testing.T) {
 	s, srv := newStore(t)
 	raw := " {\"class\":\"Archive\",\"args\":[44,\"masterbrew\"]}\n"
 	srv.Do(t, "RPUSH", "resque:queue:q", raw)
-	got, err := s.Fetch(bg, []string{"q"}, "", []string{W}, specInstant, maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 1 || string(got[0].Raw) != raw {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -253,7 +253,7 @@ func TestFetchOversize(t *testing.T) {
 	big := `{"class":"Big","args":["` + strings.Repeat("x", 3000) + `"]}`
 	srv.Do(t, "RPUSH", "resque:queue:q", big)
 	srv.Do(t, "RPUSH", "resque:queue:q", archivePayload)
-	got, err := s.Fetch(bg, []string{"q"}, "", []string{"h:1:q:1", "h:1:q:2"}, specInstant, 2048)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"q"}, WorkerIDs: []string{"h:1:q:1", "h:1:q:2"}, MaxBytes: 2048, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -283,11 +283,11 @@ func TestFetchOversize(t *testing.T) {
 }
 
 // TV-04: DEL worker:<id>, +1 processed, +1 processed:<id>; no failure keys.
-func TestAckAllSuccessTV04(t *testing.T) {
+func TestAckSuccessTV04(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "SET", "resque:worker:"+W, tv03Record)
-	if err := s.AckAll(bg, []wire.Ack{{WorkerID: W, Processed: true, Queue: "file_serve", Class: "Archive"}}, specInstant); err != nil {
+	if _, _, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: W, Processed: true, Queue: "file_serve", Class: "Archive"}}, specInstant, nil, wire.AckMark{}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
@@ -297,18 +297,18 @@ func TestAckAllSuccessTV04(t *testing.T) {
 	expect(t, srv, "(nil)", "GET", "resque:stat:failed:"+W)
 	expect(t, srv, "0", "EXISTS", "resque:failed")
 	expect(t, srv, "resque:stat:processed\nresque:stat:processed:"+W, "EVAL", rubyKeysScript, "0")
-	if err := s.AckAll(bg, nil, specInstant); err != nil {
-		t.Errorf("AckAll(nil) = %v", err)
+	if _, _, err := s.AckAndFetch(bg, nil, specInstant, nil, wire.AckMark{}); err != nil {
+		t.Errorf("AckAndFetch(nil) = %v", err)
 	}
 }
 
 // TV-05: RPUSH failed <record>, +1 failed and failed:<id>, then the TV-04
 // pipeline.
-func TestAckAllFailureTV05(t *testing.T) {
+func TestAckFailureTV05(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "SET", "resque:worker:"+W, tv03Record)
-	if err := s.AckAll(bg, []wire.Ack{{WorkerID: W, Failure: []byte(tv05Failure), CountFailed: true, Processed: true, Queue: "file_serve", Class: "Archive"}}, specInstant); err != nil {
+	if _, _, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: W, Failure: []byte(tv05Failure), CountFailed: true, Processed: true, Queue: "file_serve", Class: "Archive"}}, specInstant, nil, wire.AckMark{}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:"+W)
@@ -321,13 +321,13 @@ func TestAckAllFailureTV05(t *testing.T) {
 }
 
 // resq's own counters live under <ns>:resq: and nowhere else.
-func TestAckAllResqCounters(t *testing.T) {
+func TestAckResqCounters(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
-	err := s.AckAll(bg, []wire.Ack{
+	_, _, err := s.AckAndFetch(bg, []wire.Ack{
 		{WorkerID: "h:1:q:1", Processed: true, Queue: "q", Class: "A"},
 		{WorkerID: "h:1:q:2", Failure: []byte("{}"), CountFailed: true, Processed: true, Queue: "q", Class: "A"},
-	}, specInstant)
+	}, specInstant, nil, wire.AckMark{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestAckAllResqCounters(t *testing.T) {
 	}
 }
 
-func TestAckAllBatch(t *testing.T) {
+func TestAckBatch(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	a, b, c := "h:1:q:1", "h:1:q:2", "h:1:q:3"
@@ -351,14 +351,14 @@ func TestAckAllBatch(t *testing.T) {
 	srv.Do(t, "SET", "resque:stat:processed", "10")
 	srv.Do(t, "SET", "resque:stat:failed", "4")
 	srv.Do(t, "RPUSH", "resque:failed", "old")
-	err := s.AckAll(bg, []wire.Ack{
+	_, _, err := s.AckAndFetch(bg, []wire.Ack{
 		{WorkerID: a, Processed: true},
 		{WorkerID: b, Failure: []byte(`{"f":1}`), CountFailed: true, Processed: true},
 		// a dirty-exit style failure: recorded, not counted as failed
 		{WorkerID: c, Failure: []byte(`{"f":2}`), Processed: true},
 		// the same slot again in one batch
 		{WorkerID: a, Failure: []byte(`{"f":3}`), CountFailed: true, Processed: true},
-	}, specInstant)
+	}, specInstant, nil, wire.AckMark{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestAckAllBatch(t *testing.T) {
 	}
 	// Processed=false (a skipped job the node way): no counters at all.
 	srv.Do(t, "SET", "resque:worker:"+a, "x")
-	if err := s.AckAll(bg, []wire.Ack{{WorkerID: a}}, specInstant); err != nil {
+	if _, _, err := s.AckAndFetch(bg, []wire.Ack{{WorkerID: a}}, specInstant, nil, wire.AckMark{}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, srv, "0", "EXISTS", "resque:worker:"+a)
@@ -803,7 +803,7 @@ func TestRequeue(t *testing.T) {
 	t.Parallel()
 	s, srv := newStore(t)
 	srv.Do(t, "RPUSH", "resque:queue:file_serve", archivePayload)
-	got, err := s.Fetch(bg, []string{"file_serve"}, "", []string{W}, specInstant, maxPayload)
+	got, err := s.FetchWith(bg, wire.FetchRequest{Queues: []string{"file_serve"}, WorkerIDs: []string{W}, MaxBytes: maxPayload, CheckHeld: true}, specInstant)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Fetch = %+v, %v", got, err)
 	}
@@ -849,5 +849,54 @@ func TestWorkerStates(t *testing.T) {
 	g := byID["ghost:1:q"]
 	if g.Record != nil || g.Heartbeat != "2024-01-15T10:00:00+00:00" || g.Started != "" {
 		t.Errorf("state of ghost = %+v", g)
+	}
+	if !w.Registered || g.Registered {
+		t.Errorf("registered: W %v, ghost %v; want only W (in the workers set)", w.Registered, g.Registered)
+	}
+}
+
+// QueueRange and FailedRange are Ruby's peek and Failure.all: a window of the
+// list, failure records decoded with their payloads.
+func TestQueueAndFailedRange(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	srv.Do(t, "RPUSH", "resque:queue:q", "j0", "j1", "j2")
+	for _, c := range []struct {
+		start, count int64
+		want         string
+	}{{0, 2, "j0,j1"}, {1, 10, "j1,j2"}, {3, 1, ""}, {0, 0, ""}} {
+		got, err := s.QueueRange(bg, "q", c.start, c.count)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, g := range got {
+			names = append(names, string(g))
+		}
+		if strings.Join(names, ",") != c.want {
+			t.Errorf("QueueRange(%d, %d) = %q, want %q", c.start, c.count, names, c.want)
+		}
+	}
+	if got, err := s.QueueRange(bg, "missing", 0, 5); err != nil || len(got) != 0 {
+		t.Errorf("QueueRange of a missing queue = %q, %v", got, err)
+	}
+
+	srv.Do(t, "RPUSH", "resque:failed", tv05Failure, "not json", `{"payload":{"class":"B","args":[]},"queue":"q2"}`)
+	recs, err := s.FailedRange(bg, 0, 10)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("FailedRange = %+v, %v", recs, err)
+	}
+	if r := recs[0]; r.Index != 0 || string(r.Raw) != tv05Failure || r.Err != nil || r.Failure.Queue != "file_serve" ||
+		r.Failure.Exception != "RuntimeError" || !json.Valid(r.Failure.Payload) || !strings.Contains(string(r.Failure.Payload), `"class":"Archive"`) {
+		t.Errorf("record 0 = %+v", r)
+	}
+	if r := recs[1]; r.Index != 1 || string(r.Raw) != "not json" || r.Err == nil || r.Failure.Payload != nil {
+		t.Errorf("record 1 = %+v; want an unparsable record", r)
+	}
+	if r := recs[2]; r.Index != 2 || r.Err != nil || string(r.Failure.Payload) != `{"class":"B","args":[]}` || r.Failure.Queue != "q2" {
+		t.Errorf("record 2 = %+v", r)
+	}
+	if recs, err := s.FailedRange(bg, 2, 5); err != nil || len(recs) != 1 || recs[0].Index != 2 {
+		t.Errorf("FailedRange(2, 5) = %+v, %v; want record 2 with its index", recs, err)
 	}
 }
