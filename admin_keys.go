@@ -40,7 +40,7 @@ func (k *Keyring) Keys() []KeyInfo {
 	return out
 }
 
-// ReencryptParams configures Admin.ReencryptWith.
+// ReencryptParams configures Admin.Reencrypt.
 type ReencryptParams struct {
 	// Keyring is the producers' keyring after a rotation (with the signing
 	// private key: signed jobs are signed again). Required.
@@ -49,9 +49,10 @@ type ReencryptParams struct {
 	// records of these queues. Empty: every queue in the queues set and the
 	// whole failed list.
 	Queues []string
-	// Progress, if set, is called after each queued job or failure record
-	// of the first pass, with the number done and the total at the start.
-	Progress func(done, total int)
+	// ProgressFunc, if set, is called after each queued job or failure
+	// record of the first pass, with the number done and the total at the
+	// start.
+	ProgressFunc func(done, total int)
 }
 
 // ReencryptResult counts what Reencrypt did. A job or record counts once
@@ -82,16 +83,11 @@ type ReencryptResult struct {
 	Remaining map[string]int `json:"remaining"`
 }
 
-// Reencrypt moves queued jobs and failure records onto the keyring's
-// primary keys after a rotation, so that old keys can be retired: encrypted
+// Reencrypt moves queued jobs and failure records onto the primary keys of
+// p.Keyring after a rotation, so that old keys can be retired: encrypted
 // args under another key are encrypted again under the encryption primary,
 // and signatures by another key, or over ciphertext that changed, are made
-// again with the signing primary. See ReencryptWith.
-func (a *Admin) Reencrypt(ctx context.Context, k *Keyring, progress func(done, total int)) (ReencryptResult, error) {
-	return a.ReencryptWith(ctx, ReencryptParams{Keyring: k, Progress: progress})
-}
-
-// ReencryptWith is Reencrypt with options.
+// again with the signing primary.
 //
 // Each job is rewritten atomically with a compare-and-set on its exact
 // bytes, so a job a worker takes meanwhile is never duplicated or changed
@@ -103,7 +99,7 @@ func (a *Admin) Reencrypt(ctx context.Context, k *Keyring, progress func(done, t
 // record's queue). Because workers pop concurrently, a job can shift past
 // the reader; passes repeat (at most five) until one finds nothing to
 // rewrite, and that last pass counts what still uses old keys.
-func (a *Admin) ReencryptWith(ctx context.Context, p ReencryptParams) (ReencryptResult, error) {
+func (a *Admin) Reencrypt(ctx context.Context, p ReencryptParams) (ReencryptResult, error) {
 	k := p.Keyring
 	res := ReencryptResult{Remaining: map[string]int{}}
 	switch {
@@ -133,8 +129,8 @@ func (a *Admin) ReencryptWith(ctx context.Context, p ReencryptParams) (Reencrypt
 			if first {
 				res.Scanned++
 				done++
-				if p.Progress != nil {
-					p.Progress(min(done, total), max(total, done))
+				if p.ProgressFunc != nil {
+					p.ProgressFunc(min(done, total), max(total, done))
 				}
 			}
 			updated, encChanged, sigChanged, old, err := reseal(k.k, &it)
@@ -186,8 +182,8 @@ func (a *Admin) ReencryptWith(ctx context.Context, p ReencryptParams) (Reencrypt
 		if err != nil {
 			return res, err
 		}
-		if first && p.Progress != nil && done < total {
-			p.Progress(total, total) // the lists shrank while being read
+		if first && p.ProgressFunc != nil && done < total {
+			p.ProgressFunc(total, total) // the lists shrank while being read
 		}
 		if rewrote == 0 || pass == 5 {
 			for kid, n := range census {

@@ -123,7 +123,7 @@ func testReencryptAfterRotation(t *testing.T, b *bundle, typ string) {
 	}
 	newSig, newEnc := primaries(t, k2)
 	var calls, lastDone, lastTotal int
-	res, err := b.admin.Reencrypt(ctx, k2, func(done, total int) { calls++; lastDone, lastTotal = done, total })
+	res, err := b.admin.Reencrypt(ctx, resq.ReencryptParams{Keyring: k2, ProgressFunc: func(done, total int) { calls++; lastDone, lastTotal = done, total }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func testReencryptAfterRotation(t *testing.T, b *bundle, typ string) {
 	if len(fs) != 1 || fs[0].Error != "boom" || fs[0].Queue != "bad" {
 		t.Fatalf("failure record after reencrypt: %+v", fs)
 	}
-	if again, err := b.admin.Reencrypt(ctx, k2, nil); err != nil || again.Reencrypted+again.Resigned != 0 || again.Scanned != 5 {
+	if again, err := b.admin.Reencrypt(ctx, resq.ReencryptParams{Keyring: k2}); err != nil || again.Reencrypted+again.Resigned != 0 || again.Scanned != 5 {
 		t.Fatalf("second run: %+v, %v", again, err)
 	}
 
@@ -226,7 +226,7 @@ func TestReencryptWhileWorking(t *testing.T) {
 	})
 	stop := runWorker(t, w)
 	eventually(t, "some jobs run", func() bool { return runs.Load() > 10 })
-	res, err := b.admin.Reencrypt(ctx, k2, nil)
+	res, err := b.admin.Reencrypt(ctx, resq.ReencryptParams{Keyring: k2})
 	if err != nil {
 		t.Fatal(err)
 	}

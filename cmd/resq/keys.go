@@ -228,7 +228,7 @@ func (c *cli) cmdKeysReencrypt(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 	prog := c.newProgress("re-encrypting")
-	res, err := resq.NewAdmin(conn).ReencryptWith(ctx, resq.ReencryptParams{Keyring: k, Queues: qs, Progress: prog.update})
+	res, err := resq.NewAdmin(conn).Reencrypt(ctx, resq.ReencryptParams{Keyring: k, Queues: qs, ProgressFunc: prog.update})
 	prog.finish()
 	if err != nil {
 		return fmt.Errorf("reencrypt in %s: %w", conn, err)
