@@ -402,7 +402,7 @@ type keyUse struct {
 	byKey map[string]int
 }
 
-// runningKeyUse counts the running jobs (worker:<id> records) and the jobs
+// runningKeyUse counts the running jobs (the workers' in-flight records) and the jobs
 // being picked up (pickup lists) that use a key other than k's primaries
 // (any key when k is nil).
 func (a *Admin) runningKeyUse(ctx context.Context, k *envelope.Keyring) (keyUse, error) {

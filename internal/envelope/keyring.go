@@ -339,7 +339,7 @@ type Signature struct {
 
 // Envelope is the protection a payload carries: its ciphertext (nil when
 // the args are in clear) and its signature (nil when unsigned). internal/wire
-// reads and writes it as the payload's "enc", "kid" and "sig" fields.
+// reads it from and writes it into a payload.
 type Envelope struct {
 	Enc *Ciphertext
 	Sig *Signature
