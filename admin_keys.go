@@ -402,9 +402,9 @@ type keyUse struct {
 	byKey map[string]int
 }
 
-// runningKeyUse counts the running jobs (the workers' in-flight records) and the jobs
-// being picked up (pickup lists) that use a key other than k's primaries
-// (any key when k is nil).
+// runningKeyUse counts the running jobs (the workers' in-flight records)
+// and the jobs being picked up (pickup lists) that use a key other than k's
+// primaries (any key when k is nil).
 func (a *Admin) runningKeyUse(ctx context.Context, k *envelope.Keyring) (keyUse, error) {
 	u := keyUse{byKey: map[string]int{}}
 	states, err := a.store.WorkerStates(ctx)
