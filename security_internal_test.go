@@ -12,18 +12,25 @@ import (
 	"github.com/resq-go/resq/internal/wire"
 )
 
+// offlineConn is a Conn for code that does no I/O (Open does none): nothing
+// here talks to Redis.
+func offlineConn(t *testing.T) *Conn {
+	t.Helper()
+	conn, err := Open(ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // A worker's refusal of an unsigned, forged or moved job matches
 // ErrSignature and is recorded as ExceptionSignature; a job it cannot
 // decrypt is refused too, without matching ErrSignature. Jobs are sealed by
 // Client.encode and opened by Worker.open, the two ends of the envelope.
 func TestSignatureRefusalsMatchErrSignature(t *testing.T) {
 	t.Parallel()
-	// Open does no I/O, and nothing here talks to Redis.
-	conn, err := Open(ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := offlineConn(t)
 	newKeyring := func() *Keyring {
 		t.Helper()
 		data, err := NewKeyringFile(KeyHMAC)
@@ -100,13 +107,9 @@ func TestSignatureRefusalsMatchErrSignature(t *testing.T) {
 // is refused, not pushed with its args in clear.
 func TestEncodeRefusesEncryptionWithoutKeyring(t *testing.T) {
 	t.Parallel()
-	conn, err := Open(ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := offlineConn(t)
 	job := &Job{ID: "x", Class: "C", Queue: "q", Args: json.RawMessage(`["secret"]`), EnqueuedAt: time.Now(), Encrypted: true}
-	err = NewClient(conn, ClientConfig{}).encode(job)
+	err := NewClient(conn, ClientConfig{}).encode(job)
 	if err == nil || !strings.Contains(err.Error(), "no encryption key") || job.payload != nil {
 		t.Errorf("encode = %v, payload %s; want a refusal and no payload", err, job.payload)
 	}
