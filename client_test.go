@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // EnqueueBatch pushes valid jobs in one pipeline, reports each refusal, and
@@ -15,7 +16,7 @@ func TestEnqueueBatch(t *testing.T) {
 	t.Parallel()
 	b := setupPrivate(t)
 	ctx := context.Background()
-	c := resq.NewClient(b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
+	c := testkit.Client(t, b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
 		func(next resq.EnqueueFunc) resq.EnqueueFunc {
 			return func(ctx context.Context, j *resq.Job) error {
 				if j.Class == "Vetoed" {

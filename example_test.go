@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"time"
 
@@ -44,8 +45,11 @@ func Example() {
 	conn := exampleConn()
 	defer conn.Close()
 
-	client := resq.NewClient(conn, resq.ClientConfig{})
-	if _, err := client.Enqueue(ctx, "mail", "SendWelcome", SendWelcome{UserID: 42, Email: "ann@example.com"}); err != nil {
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err = client.Enqueue(ctx, "mail", "SendWelcome", SendWelcome{UserID: 42, Email: "ann@example.com"}); err != nil {
 		fmt.Println("enqueue:", err)
 		return
 	}
@@ -74,8 +78,11 @@ func Example() {
 func ExampleClient_Enqueue_validation() {
 	conn := exampleConn()
 	defer conn.Close()
-	client := resq.NewClient(conn, resq.ClientConfig{})
-	_, err := client.Enqueue(context.Background(), "mail", "SendWelcome", SendWelcome{UserID: 0})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = client.Enqueue(context.Background(), "mail", "SendWelcome", SendWelcome{UserID: 0})
 	fmt.Println(errors.Is(err, resq.ErrInvalidArgs))
 	fmt.Println(err)
 	// Output:
@@ -104,7 +111,10 @@ func ExampleMiddleware() {
 	w, _ := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 1, Middleware: []resq.Middleware{audit}})
 	w.HandleFunc("Disabled", func(ctx context.Context, j *resq.Job) error { panic("never runs") })
 	w.HandleFunc("Flaky", func(ctx context.Context, j *resq.Job) error { return errors.New("remote said 503") })
-	client := resq.NewClient(conn, resq.ClientConfig{})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	client.Enqueue(ctx, "q", "Disabled")
 	client.Enqueue(ctx, "q", "Flaky")
 
@@ -131,7 +141,10 @@ func ExampleAdmin() {
 	ctx := context.Background()
 	conn := exampleConn()
 	defer conn.Close()
-	client := resq.NewClient(conn, resq.ClientConfig{})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	client.Enqueue(ctx, "billing", "Charge", map[string]any{"customer": 7, "card_token": "tok_live_123"})
 	client.Enqueue(ctx, "mail", "SendWelcome", SendWelcome{UserID: 1, Email: "a@b.c"})
 
