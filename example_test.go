@@ -26,6 +26,30 @@ func exampleConn() *resq.Conn {
 	return conn
 }
 
+// runUntilProcessed runs w until conn's namespace has processed n jobs, then
+// stops it as QUIT does (running jobs finish). A real program runs
+// w.Run(ctx) until a signal cancels ctx.
+func runUntilProcessed(conn *resq.Conn, w *resq.Worker, n int64) {
+	ctx := context.Background()
+	admin := resq.NewAdmin(conn)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	for st, _ := admin.Stats(ctx); st.Processed < n; st, _ = admin.Stats(ctx) {
+		select {
+		case err := <-done:
+			log.Fatalf("worker stopped early: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := w.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+	stop()
+	<-done
+}
+
 type SendWelcome struct {
 	UserID int    `json:"user_id"`
 	Email  string `json:"email"`
@@ -118,15 +142,8 @@ func ExampleMiddleware() {
 	client.Enqueue(ctx, "q", "Disabled")
 	client.Enqueue(ctx, "q", "Flaky")
 
-	admin := resq.NewAdmin(conn)
-	runCtx, stop := context.WithCancel(ctx)
-	go w.Run(runCtx)
-	for st, _ := admin.Stats(ctx); st.Processed < 2; st, _ = admin.Stats(ctx) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	w.Shutdown(ctx)
-	stop()
-	fs, _ := admin.Failures(ctx, 0, 10)
+	runUntilProcessed(conn, w, 2)
+	fs, _ := resq.NewAdmin(conn).Failures(ctx, 0, 10)
 	for _, f := range fs {
 		fmt.Println("failed:", f.Job.Class, f.Exception, f.Error)
 	}
