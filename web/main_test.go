@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -26,12 +27,22 @@ import (
 // One redis-server per test binary; each test gets its own database and
 // namespace.
 var (
-	pool      = redistest.NewPool(redistest.Options{})
-	nsCounter atomic.Int64
+	pool         = redistest.NewPool(redistest.Options{})
+	nsCounter    atomic.Int64
+	exampleRedis *redistest.Server // for the runnable examples
 )
 
 func TestMain(m *testing.M) {
-	testkit.Main(m, pool.Close)
+	var err error
+	exampleRedis, err = redistest.Launch(redistest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "examples need redis-server:", err)
+		os.Exit(1)
+	}
+	testkit.Main(m, func() {
+		exampleRedis.Close()
+		pool.Close()
+	})
 }
 
 // Test accounts: alice is an admin, victor a viewer.
