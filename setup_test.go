@@ -2,7 +2,6 @@ package resq_test
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 
@@ -20,12 +19,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	exampleRedis, err = redistest.Launch(redistest.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "examples need redis-server:", err)
-		os.Exit(1)
-	}
+	exampleRedis = testkit.ExampleRedis()
 	testkit.Main(m, func() {
 		exampleRedis.Close()
 		pool.Close()

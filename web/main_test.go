@@ -8,7 +8,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -33,12 +32,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	exampleRedis, err = redistest.Launch(redistest.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "examples need redis-server:", err)
-		os.Exit(1)
-	}
+	exampleRedis = testkit.ExampleRedis()
 	testkit.Main(m, func() {
 		exampleRedis.Close()
 		pool.Close()

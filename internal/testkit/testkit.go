@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/redistest"
 )
 
 // Logger returns a logger that writes into t's log at debug level under
@@ -112,9 +113,25 @@ func Main(m *testing.M, cleanup func()) {
 	os.Exit(code)
 }
 
+// ExampleRedis starts the redis-server a package's runnable examples talk to
+// (examples get no *testing.T, so they cannot take one from a Pool). It ends
+// the test binary with a message when redis-server cannot start. Close it in
+// Main's cleanup.
+func ExampleRedis() *redistest.Server {
+	srv, err := redistest.Launch(redistest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "the examples need redis-server:", err)
+		os.Exit(1)
+	}
+	return srv
+}
+
+// LeakIgnores are the goroutines that may outlive a test by design:
+// redistest's server reapers, which wait for a killed redis-server.
+var LeakIgnores = []goleak.Option{goleak.IgnoreTopFunction("github.com/resq-go/resq/internal/redistest.(*Server).spawn.func1")}
+
 // CheckLeaks reports goroutines still running, apart from the ones that
 // outlive a test by design (redistest's server reapers).
 func CheckLeaks(opts ...goleak.Option) error {
-	opts = append(opts, goleak.IgnoreTopFunction("github.com/resq-go/resq/internal/redistest.(*Server).spawn.func1"))
-	return goleak.Find(opts...)
+	return goleak.Find(append(opts, LeakIgnores...)...)
 }
