@@ -144,6 +144,17 @@ func TestCheckWithoutShimEntry(t *testing.T) {
 	if !Probe().Shim {
 		t.Error("this test binary calls RunShimIfRequested, but Probe says it does not")
 	}
+	// As a program without the call sees it (not parallel, so no other test
+	// runs meanwhile): the probe starts nothing and every limit is refused.
+	shimEntry.Store(false)
+	c := Probe()
+	shimEntry.Store(true)
+	if c.Shim || c.Ptrace || c.CgroupV2 || !strings.Contains(c.CgroupReason, "RunShimIfRequested") {
+		t.Errorf("Probe without the shim entry: %+v", c)
+	}
+	if err := c.Check(Limits{Memory: 256 << 20}); err == nil {
+		t.Error("a memory limit passed Check without the shim entry")
+	}
 }
 
 // TestProbeHere records what this machine offers; it asserts only that the
