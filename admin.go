@@ -317,7 +317,7 @@ func (a *Admin) Prune(ctx context.Context, staleAfter time.Duration, policy Dead
 	return a.conn.pruneDead(ctx, pruneOptions{host: host, staleAfter: staleAfter, policy: policy})
 }
 
-// Stats are the numbers of Ruby's Resque.info (spec §6.2), plus the failure
+// Stats are the numbers of Ruby's Resque.info (docs/protocol.md §6.2), plus the failure
 // counter.
 type Stats struct {
 	Pending     int64    `json:"pending"`

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 type payloadFields struct {
@@ -78,7 +79,7 @@ func testReencryptAfterRotation(t *testing.T, b *bundle, typ string) {
 	ctx := context.Background()
 	k1, data1 := keyring(t, typ)
 	oldSig, oldEnc := primaries(t, k1)
-	c1 := resq.NewClient(b.conn, resq.ClientConfig{Keyring: k1})
+	c1 := testkit.Client(t, b.conn, resq.ClientConfig{Keyring: k1})
 	mustEnqueue := func(p resq.EnqueueParams) *resq.Enqueued {
 		t.Helper()
 		e, err := c1.EnqueueWith(ctx, p)
@@ -204,7 +205,7 @@ func TestReencryptWhileWorking(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	k1, data1 := keyring(t, resq.KeyHMAC)
-	c1 := resq.NewClient(b.conn, resq.ClientConfig{Keyring: k1, EncryptAll: true})
+	c1 := testkit.Client(t, b.conn, resq.ClientConfig{Keyring: k1, EncryptAll: true})
 	const n = 400
 	for i := 0; i < n; i++ {
 		if _, err := c1.Enqueue(ctx, "q", "Job", i); err != nil {
@@ -224,13 +225,13 @@ func TestReencryptWhileWorking(t *testing.T) {
 		runs.Add(1)
 		return nil
 	})
-	stop := runWorker(t, w)
-	eventually(t, "some jobs run", func() bool { return runs.Load() > 10 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "some jobs run", func() bool { return runs.Load() > 10 })
 	res, err := b.admin.Reencrypt(ctx, resq.ReencryptParams{Keyring: k2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "all jobs run", func() bool { return runs.Load() >= n })
+	testkit.Eventually(t, "all jobs run", func() bool { return runs.Load() >= n })
 	stop()
 	if len(seen) != n || runs.Load() != n {
 		t.Fatalf("%d distinct jobs ran %d times; want %d once each", len(seen), runs.Load(), n)

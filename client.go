@@ -41,8 +41,9 @@ type ClientConfig struct {
 	EncryptAll bool
 	// Logger receives enqueue events. Default: the Conn's logger.
 	Logger *slog.Logger
-	// Now is the clock (for tests). Default time.Now.
-	Now func() time.Time
+	// NowFunc is the clock that stamps enqueued_at (for tests). Default
+	// time.Now.
+	NowFunc func() time.Time
 }
 
 // Client enqueues and removes jobs. It is safe for concurrent use.
@@ -58,13 +59,26 @@ type Client struct {
 	secretTypes sync.Map // reflect.Type → []string
 }
 
-// NewClient returns a Client on conn.
-func NewClient(conn *Conn, cfg ClientConfig) *Client {
+// NewClient returns a Client on conn. It refuses a nil conn, a nil
+// middleware, and EncryptAll without a Keyring that has an encryption key,
+// as NewWorker refuses a config it cannot run.
+func NewClient(conn *Conn, cfg ClientConfig) (*Client, error) {
+	if conn == nil {
+		return nil, errors.New("resq.NewClient: conn is nil (open one with resq.Open)")
+	}
+	for i, m := range cfg.Middleware {
+		if m == nil {
+			return nil, fmt.Errorf("resq.NewClient: middleware %d is nil", i)
+		}
+	}
+	if cfg.EncryptAll && !cfg.Keyring.CanEncrypt() {
+		return nil, errors.New("resq.NewClient: EncryptAll needs a Keyring with an encryption key (make one with: resq keys new --out FILE)")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = conn.logger
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
 	}
 	c := &Client{conn: conn, store: conn.store, cfg: cfg, logger: cfg.Logger, group: &pushGroup{store: conn.store}}
 	push := c.write
@@ -72,7 +86,7 @@ func NewClient(conn *Conn, cfg ClientConfig) *Client {
 		push = cfg.Middleware[i](push)
 	}
 	c.push = push
-	return c
+	return c, nil
 }
 
 // Enqueued describes a job that reached Redis.
@@ -86,29 +100,32 @@ type Enqueued struct {
 // Enqueue pushes a job of class onto queue with args, as Resque.enqueue_to
 // does: each arg becomes one element of the job's args array. Args that
 // implement Validator are validated first. The returned error is non-nil
-// whenever the job did not reach Redis.
+// whenever the job did not reach Redis; it matches ErrPayloadLimit when the
+// job is over a Limits bound, ErrInvalidArgs when an argument is refused and
+// ErrQueueFull when a capped queue is full.
+//
+// Enqueue is the common case. For anything else (args already encoded as
+// JSON, encryption of one job) use EnqueueWith; for many jobs at once,
+// EnqueueBatch.
 func (c *Client) Enqueue(ctx context.Context, queue, class string, args ...any) (*Enqueued, error) {
 	return c.EnqueueWith(ctx, EnqueueParams{Queue: queue, Class: class, Args: args})
 }
 
-// EnqueueRaw pushes a job whose args are already a JSON array.
-func (c *Client) EnqueueRaw(ctx context.Context, queue, class string, args json.RawMessage) (*Enqueued, error) {
-	return c.EnqueueWith(ctx, EnqueueParams{Queue: queue, Class: class, RawArgs: args})
-}
-
-// EnqueueParams describes one job for EnqueueWith.
+// EnqueueParams describes one job for EnqueueWith and EnqueueBatch.
 type EnqueueParams struct {
 	Queue, Class string
 	// Args become the elements of the job's args array (validated if they
 	// implement Validator). Ignored when RawArgs is set.
 	Args []any
-	// RawArgs is the args array as JSON.
+	// RawArgs is the args array already encoded as JSON (it must be a JSON
+	// array); it replaces Args.
 	RawArgs json.RawMessage
 	// Encrypt encrypts the args with the Keyring's encryption primary.
 	Encrypt bool
 }
 
-// EnqueueWith pushes one job.
+// EnqueueWith pushes one job described by p; it returns what Enqueue
+// returns.
 func (c *Client) EnqueueWith(ctx context.Context, p EnqueueParams) (*Enqueued, error) {
 	job, err := c.prepare(ctx, p)
 	if err != nil {
@@ -167,7 +184,7 @@ func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 	if encrypt && !c.cfg.Keyring.CanEncrypt() {
 		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
 	}
-	return &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.Now(), Encrypted: encrypt}, nil
+	return &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.NowFunc(), Encrypted: encrypt}, nil
 }
 
 // BatchResult is the outcome of one job of EnqueueBatch.

@@ -3,10 +3,12 @@ package resq_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // EnqueueBatch pushes valid jobs in one pipeline, reports each refusal, and
@@ -15,7 +17,7 @@ func TestEnqueueBatch(t *testing.T) {
 	t.Parallel()
 	b := setupPrivate(t)
 	ctx := context.Background()
-	c := resq.NewClient(b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
+	c := testkit.Client(t, b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
 		func(next resq.EnqueueFunc) resq.EnqueueFunc {
 			return func(ctx context.Context, j *resq.Job) error {
 				if j.Class == "Vetoed" {
@@ -55,5 +57,56 @@ func TestEnqueueBatch(t *testing.T) {
 	res, err = c.EnqueueBatch(tctx, []resq.EnqueueParams{{Queue: "a", Class: "One"}, {Queue: "a", Class: "Two"}})
 	if err == nil || res[0].Err == nil || res[1].Err == nil || res[0].Job != nil {
 		t.Fatalf("with Redis down: %+v, %v", res, err)
+	}
+}
+
+// NewClient refuses a config it cannot run, as NewWorker does, instead of
+// panicking later or failing every Enqueue.
+func TestNewClientRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, c := range []struct {
+		name string
+		conn *resq.Conn
+		cfg  resq.ClientConfig
+		want string
+	}{
+		{"nil conn", nil, resq.ClientConfig{}, "conn is nil"},
+		{"nil middleware", b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{nil}}, "middleware 0 is nil"},
+		{"EncryptAll without a keyring", b.conn, resq.ClientConfig{EncryptAll: true}, "EncryptAll needs a Keyring with an encryption key"},
+	} {
+		client, err := resq.NewClient(c.conn, c.cfg)
+		if err == nil || client != nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: client %v, err %v; want an error containing %q", c.name, client, err, c.want)
+		}
+	}
+	if _, err := resq.NewClient(b.conn, resq.ClientConfig{}); err != nil {
+		t.Errorf("the zero config: %v", err)
+	}
+}
+
+// ChildLimits.Validate refuses what Worker.Run would, and String describes
+// the limits with the defaults filled in.
+func TestChildLimitsValidateAndString(t *testing.T) {
+	t.Parallel()
+	if err := (resq.ChildLimits{Memory: 1000}).Validate(); err == nil || !strings.Contains(err.Error(), "below 1 MiB") {
+		t.Errorf("1000-byte memory limit: %v", err)
+	}
+	if err := (resq.ChildLimits{Procs: 1}).Validate(); err == nil {
+		t.Error("a process limit of 1 passed")
+	}
+	if err := (resq.ChildLimits{Memory: 256 << 20, Files: 64}).Validate(); err != nil {
+		t.Error(err)
+	}
+	for _, c := range []struct {
+		l    resq.ChildLimits
+		want string
+	}{
+		{resq.ChildLimits{}, "none, output kept 64 KiB per stream, killed over 64 MiB written"},
+		{resq.ChildLimits{Memory: 256 << 20, CPUTime: 2 * time.Second, MaxOutput: 4 << 10, OutputKill: -1}, "memory 256 MiB, CPU 2s, output kept 4 KiB per stream"},
+	} {
+		if got := c.l.String(); got != c.want {
+			t.Errorf("String = %q, want %q", got, c.want)
+		}
 	}
 }

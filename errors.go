@@ -3,6 +3,8 @@ package resq
 import (
 	"errors"
 	"fmt"
+
+	"github.com/resq-go/resq/internal/envelope"
 )
 
 var (
@@ -17,6 +19,11 @@ var (
 	ErrQueueFull = errors.New("resq: queue is full")
 	// ErrInvalidArgs wraps argument decoding and validation errors.
 	ErrInvalidArgs = errors.New("resq: invalid job arguments")
+	// ErrPayloadLimit is matched (errors.Is) by every refusal of a payload
+	// over a Limits bound (size, JSON depth, number of args): Enqueue,
+	// EnqueueWith and EnqueueBatch return it, and a worker's failure record
+	// for such a job is named ExceptionPayloadLimit.
+	ErrPayloadLimit = envelope.ErrLimit
 )
 
 // Exception names resq writes in failure records for its own failure kinds.

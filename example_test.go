@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"time"
 
@@ -23,6 +24,30 @@ func exampleConn() *resq.Conn {
 		panic(err)
 	}
 	return conn
+}
+
+// runUntilProcessed runs w until conn's namespace has processed n jobs, then
+// stops it as QUIT does (running jobs finish). A real program runs
+// w.Run(ctx) until a signal cancels ctx.
+func runUntilProcessed(conn *resq.Conn, w *resq.Worker, n int64) {
+	ctx := context.Background()
+	admin := resq.NewAdmin(conn)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	for st, _ := admin.Stats(ctx); st.Processed < n; st, _ = admin.Stats(ctx) {
+		select {
+		case err := <-done:
+			log.Fatalf("worker stopped early: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := w.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+	stop()
+	<-done
 }
 
 type SendWelcome struct {
@@ -44,8 +69,11 @@ func Example() {
 	conn := exampleConn()
 	defer conn.Close()
 
-	client := resq.NewClient(conn, resq.ClientConfig{})
-	if _, err := client.Enqueue(ctx, "mail", "SendWelcome", SendWelcome{UserID: 42, Email: "ann@example.com"}); err != nil {
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err = client.Enqueue(ctx, "mail", "SendWelcome", SendWelcome{UserID: 42, Email: "ann@example.com"}); err != nil {
 		fmt.Println("enqueue:", err)
 		return
 	}
@@ -74,8 +102,11 @@ func Example() {
 func ExampleClient_Enqueue_validation() {
 	conn := exampleConn()
 	defer conn.Close()
-	client := resq.NewClient(conn, resq.ClientConfig{})
-	_, err := client.Enqueue(context.Background(), "mail", "SendWelcome", SendWelcome{UserID: 0})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = client.Enqueue(context.Background(), "mail", "SendWelcome", SendWelcome{UserID: 0})
 	fmt.Println(errors.Is(err, resq.ErrInvalidArgs))
 	fmt.Println(err)
 	// Output:
@@ -104,19 +135,15 @@ func ExampleMiddleware() {
 	w, _ := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 1, Middleware: []resq.Middleware{audit}})
 	w.HandleFunc("Disabled", func(ctx context.Context, j *resq.Job) error { panic("never runs") })
 	w.HandleFunc("Flaky", func(ctx context.Context, j *resq.Job) error { return errors.New("remote said 503") })
-	client := resq.NewClient(conn, resq.ClientConfig{})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	client.Enqueue(ctx, "q", "Disabled")
 	client.Enqueue(ctx, "q", "Flaky")
 
-	admin := resq.NewAdmin(conn)
-	runCtx, stop := context.WithCancel(ctx)
-	go w.Run(runCtx)
-	for st, _ := admin.Stats(ctx); st.Processed < 2; st, _ = admin.Stats(ctx) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	w.Shutdown(ctx)
-	stop()
-	fs, _ := admin.Failures(ctx, 0, 10)
+	runUntilProcessed(conn, w, 2)
+	fs, _ := resq.NewAdmin(conn).Failures(ctx, 0, 10)
 	for _, f := range fs {
 		fmt.Println("failed:", f.Job.Class, f.Exception, f.Error)
 	}
@@ -131,7 +158,10 @@ func ExampleAdmin() {
 	ctx := context.Background()
 	conn := exampleConn()
 	defer conn.Close()
-	client := resq.NewClient(conn, resq.ClientConfig{})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	client.Enqueue(ctx, "billing", "Charge", map[string]any{"customer": 7, "card_token": "tok_live_123"})
 	client.Enqueue(ctx, "mail", "SendWelcome", SendWelcome{UserID: 1, Email: "a@b.c"})
 

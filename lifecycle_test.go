@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 func newWorker(t *testing.T, b *bundle, cfg resq.WorkerConfig) *resq.Worker {
@@ -142,14 +143,14 @@ func TestPauseResume(t *testing.T) {
 	var ran atomic.Int64
 	w.HandleFunc("Tick", func(ctx context.Context, j *resq.Job) error { ran.Add(1); return nil })
 	w.Pause()
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	b.client.Enqueue(ctx, "q", "Tick")
 	time.Sleep(100 * time.Millisecond)
 	if ran.Load() != 0 {
 		t.Fatal("a paused worker ran a job")
 	}
 	w.Resume()
-	eventually(t, "job after resume", func() bool { return ran.Load() == 1 })
+	testkit.Eventually(t, "job after resume", func() bool { return ran.Load() == 1 })
 
 	b.srv.Do(t, "SET", b.key("pause-all-workers"), " TRUE ")
 	b.client.Enqueue(ctx, "q", "Tick")
@@ -158,7 +159,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal("pause-all-workers did not pause")
 	}
 	b.srv.Do(t, "DEL", b.key("pause-all-workers"))
-	eventually(t, "job after pause-all-workers removed", func() bool { return ran.Load() == 2 })
+	testkit.Eventually(t, "job after pause-all-workers removed", func() bool { return ran.Load() == 2 })
 }
 
 // A worker that died mid-job on this host (its pid is gone) has its job
@@ -185,7 +186,7 @@ func assertDeadSameHostJobRequeued(t *testing.T, b *bundle) {
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1})
 	got := make(chan string, 2)
 	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args); return nil })
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	if first, second := <-got, <-got; first != "[1]" || second != "[2]" {
 		t.Fatalf("ran %s then %s; want the recovered job [1] first", first, second)
 	}
@@ -257,8 +258,8 @@ func TestPanicBecomesFailure(t *testing.T) {
 	w.HandleFunc("Fine", func(ctx context.Context, j *resq.Job) error { ok.Store(true); return nil })
 	b.client.Enqueue(ctx, "q", "Panic")
 	b.client.Enqueue(ctx, "q", "Fine")
-	runWorker(t, w)
-	eventually(t, "job after panic", ok.Load)
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "job after panic", ok.Load)
 	fs, _ := b.admin.Failures(ctx, 0, 1)
 	if len(fs) != 1 || fs[0].Exception != resq.ExceptionPanic || fs[0].Error != "panic: kaboom" || len(fs[0].Backtrace) == 0 {
 		t.Fatalf("failures = %+v", fs)
@@ -276,8 +277,8 @@ func TestJobTimeout(t *testing.T) {
 		return ctx.Err()
 	}, resq.HandlerOptions{Timeout: 50 * time.Millisecond})
 	b.client.Enqueue(ctx, "q", "Hang")
-	runWorker(t, w)
-	eventually(t, "timeout failure", func() bool { n, _ := b.admin.FailureCount(ctx); return n == 1 })
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "timeout failure", func() bool { n, _ := b.admin.FailureCount(ctx); return n == 1 })
 	fs, _ := b.admin.Failures(ctx, 0, 1)
 	if fs[0].Exception != resq.ExceptionTimeout || !strings.Contains(fs[0].Error, "timeout after 50ms") {
 		t.Fatalf("failure = %+v", fs[0])
@@ -315,8 +316,8 @@ func TestMiddleware(t *testing.T) {
 	b.client.Enqueue(ctx, "q", "Run")
 	b.client.Enqueue(ctx, "q", "Skip")
 	b.client.Enqueue(ctx, "q", "Bad")
-	stop := runWorker(t, w)
-	eventually(t, "3 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 3 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "3 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 3 })
 	stop()
 	if got := strings.Join(trace[:5], " "); got != "outer> inner> run <inner <outer" {
 		t.Fatalf("trace = %s", got)
@@ -332,7 +333,7 @@ func TestEnqueueMiddlewareVeto(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	c := resq.NewClient(b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
+	c := testkit.Client(t, b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
 		func(next resq.EnqueueFunc) resq.EnqueueFunc {
 			return func(ctx context.Context, j *resq.Job) error {
 				if j.Class == "Nope" {
@@ -384,8 +385,8 @@ func TestStrictArgs(t *testing.T) {
 	} {
 		b.srv.Do(t, "RPUSH", b.key("queue:q"), p)
 	}
-	runWorker(t, w)
-	eventually(t, "5 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 5 })
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "5 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 5 })
 	fs, _ := b.admin.Failures(ctx, 0, 10)
 	if len(fs) != 4 {
 		t.Fatalf("failures = %d, want 4", len(fs))
@@ -408,8 +409,8 @@ func TestRedisRestartDuringRun(t *testing.T) {
 	var ran atomic.Int64
 	w.HandleFunc("Job", func(ctx context.Context, j *resq.Job) error { ran.Add(1); return nil })
 	b.client.Enqueue(ctx, "q", "Job")
-	runWorker(t, w)
-	eventually(t, "first job", func() bool { return ran.Load() == 1 })
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "first job", func() bool { return ran.Load() == 1 })
 	b.srv.Kill(t)
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	_, err := b.client.Enqueue(tctx, "q", "Job")
@@ -422,9 +423,9 @@ func TestRedisRestartDuringRun(t *testing.T) {
 	if _, err := b.client.Enqueue(ctx, "q", "Job"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "job after restart", func() bool { return ran.Load() == 2 })
+	testkit.Eventually(t, "job after restart", func() bool { return ran.Load() == 2 })
 	// The worker registers itself again after the restart wiped its ids.
-	eventually(t, "re-registration", func() bool {
+	testkit.Eventually(t, "re-registration", func() bool {
 		st, _ := b.admin.Stats(ctx)
 		return st.Workers == 2
 	})
@@ -440,7 +441,7 @@ func TestBlockingPickupWakesIdleWorker(t *testing.T) {
 	w := newWorker(t, b, resq.WorkerConfig{Queues: []string{"hi", "lo"}, Concurrency: 2, PollInterval: time.Hour})
 	got := make(chan string, 4)
 	w.HandleFunc("Job", func(ctx context.Context, j *resq.Job) error { got <- j.Queue; return nil })
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	time.Sleep(200 * time.Millisecond) // the worker has polled, found nothing, and waits
 	for _, q := range []string{"lo", "hi"} {
 		if _, err := b.client.Enqueue(ctx, q, "Job"); err != nil {
@@ -495,7 +496,7 @@ func TestHeldRecordOnOwnSlotRuns(t *testing.T) {
 	b.srv.Do(t, "RPUSH", b.key("queue:q"), `{"class":"Work","args":[2]}`, `{"class":"Work","args":[3]}`)
 	got := make(chan string, 3)
 	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args); return nil })
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	seen := map[string]bool{}
 	for range 3 {
 		select {
@@ -508,7 +509,7 @@ func TestHeldRecordOnOwnSlotRuns(t *testing.T) {
 	if !seen["[1]"] || !seen["[2]"] || !seen["[3]"] {
 		t.Fatalf("ran %v; want [1], [2] and [3]", seen)
 	}
-	eventually(t, "records cleared", func() bool {
+	testkit.Eventually(t, "records cleared", func() bool {
 		return b.srv.Do(t, "EXISTS", b.key("worker:"+ids[0]), b.key("worker:"+ids[1])) == "0"
 	})
 	if v := b.srv.Do(t, "GET", b.key("stat:processed")); v != "3" {
@@ -537,7 +538,7 @@ func TestMiddlewareReplacesArgs(t *testing.T) {
 	if _, err := b.client.Enqueue(ctx, "q", "Typed", map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	select {
 	case n := <-got:
 		if n != 2 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // dropReplyProxy forwards connections to Redis; the first time a client
@@ -100,7 +101,7 @@ func TestLostAckReplyLosesNothing(t *testing.T) {
 	b := setupPrivate(t)
 	proxy := startDropReplyProxy(t, b.srv.Addr())
 	url := strings.Replace(b.srv.URL(), b.srv.Addr(), proxy.ln.Addr().String(), 1)
-	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testLogger(t)})
+	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestLostAckReplyLosesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 3, Logger: testLogger(t)})
+	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 3, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +126,8 @@ func TestLostAckReplyLosesNothing(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		return nil
 	})
-	runWorker(t, w)
-	eventually(t, "every job processed", func() bool {
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "every job processed", func() bool {
 		st, err := b.admin.Stats(ctx)
 		return err == nil && st.Processed >= jobs && st.Working == 0 && st.Pending == 0
 	})

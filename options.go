@@ -61,8 +61,8 @@ type WorkerConfig struct {
 	// Middleware wraps every job, outermost first.
 	Middleware []Middleware
 	// Hostname and PID form the worker ids. Defaults: os.Hostname() and
-	// os.Getpid(). Keep the real pid when Ruby workers share the host (spec
-	// §4.15).
+	// os.Getpid(). Keep the real pid when Ruby workers share the host
+	// (docs/protocol.md §4.15).
 	Hostname string
 	PID      int
 	// Logger receives job and worker events. Default: the Conn's logger.

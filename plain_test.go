@@ -13,6 +13,7 @@ import (
 
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // noScriptsBundle is a bundle whose Conn logs in as a Redis ACL user that may
@@ -25,12 +26,12 @@ func noScriptsBundle(t *testing.T) *bundle {
 	srv.Do(t, "ACL", "SETUSER", "worker", "on", ">pw", "~*", "&*", "+@all", "-@scripting")
 	ns := fmt.Sprintf("t%d", nsCounter.Add(1))
 	url := strings.Replace(srv.URL(), "redis://", "redis://worker:pw@", 1)
-	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: ns, Logger: testLogger(t)})
+	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: ns, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	b := &bundle{srv: srv, ns: ns, conn: conn, client: resq.NewClient(conn, resq.ClientConfig{QueueCaps: map[string]int64{"capped": 2}}), admin: resq.NewAdmin(conn)}
+	b := &bundle{srv: srv, ns: ns, conn: conn, client: testkit.Client(t, conn, resq.ClientConfig{QueueCaps: map[string]int64{"capped": 2}}), admin: resq.NewAdmin(conn)}
 	// The user really cannot script.
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -79,7 +80,7 @@ func TestWorkerWithoutLuaScripts(t *testing.T) {
 	ran := make(chan int, jobs+3)
 	resq.Handle(w, "Work", func(ctx context.Context, a []int) error { ran <- a[0]; return nil })
 	resq.Handle(w, "Login", func(ctx context.Context, a secretArgs) error { return nil })
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 	seen := map[int]bool{}
 	for len(seen) < jobs+3 {
 		select {
@@ -92,7 +93,7 @@ func TestWorkerWithoutLuaScripts(t *testing.T) {
 			t.Fatalf("ran %d of %d jobs", len(seen), jobs+3)
 		}
 	}
-	eventually(t, "all processed", func() bool {
+	testkit.Eventually(t, "all processed", func() bool {
 		st, _ := b.admin.Stats(ctx)
 		return st.Processed == jobs+4 && st.Working == 0
 	})
@@ -145,8 +146,8 @@ func TestClassConcurrencyWithoutLua(t *testing.T) {
 		done.Add(1)
 		return nil
 	})
-	stop := runWorker(t, w)
-	eventually(t, "6 jobs", func() bool { return done.Load() == 6 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "6 jobs", func() bool { return done.Load() == 6 })
 	stop()
 	if m := maxRunning.Load(); m != 1 {
 		t.Fatalf("%d jobs of a class capped at 1 ran at once", m)

@@ -115,7 +115,7 @@ func (c *Conn) recoverWorker(ctx context.Context, st wire.WorkerState, expired b
 		}
 		return "requeued", err
 	}
-	// Fail it the way Ruby's pruning does (spec §4.6, §4.12).
+	// Fail it the way Ruby's pruning does (docs/protocol.md §4.6, §4.12).
 	class := "<Unknown Job>"
 	if p, err := wire.DecodePayload(payload); err == nil {
 		class = p.Class

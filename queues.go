@@ -7,7 +7,7 @@ import (
 )
 
 // queueSpec is a worker's queue list, resolved the way Ruby Resque does
-// (spec §4.8): entries in priority order, "!pattern" exclusions, and globs.
+// (docs/protocol.md §4.8): entries in priority order, "!pattern" exclusions, and globs.
 type queueSpec struct {
 	include []string
 	exclude []string

@@ -45,7 +45,7 @@ func TestQueueResolutionTV19(t *testing.T) {
 	}
 }
 
-// §4.8's examples and edge cases of the dynamic mode.
+// docs/protocol.md §4.8's examples and edge cases of the dynamic mode.
 func TestQueueResolutionRules(t *testing.T) {
 	t.Parallel()
 	known := []string{"critical", "high", "low", "test_one", "test_two"}
@@ -181,8 +181,8 @@ func TestWorkerIDs(t *testing.T) {
 	if got := workerIDs("h", 1, "*", 2); !reflect.DeepEqual(got, []string{"h:1:*:1", "h:1:*:2"}) {
 		t.Errorf("star: %q", got)
 	}
-	// Every id has at least two colons, a non-empty third part (§4.1) and
-	// the bare pid as its second part (§4.15).
+	// Every id has at least two colons, a non-empty third part
+	// (docs/protocol.md §4.1) and the bare pid as its second part (§4.15).
 	for _, id := range append(want, workerIDs("h", 77, "q", 1)...) {
 		parts := strings.SplitN(id, ":", 3)
 		if len(parts) != 3 || parts[2] == "" || (parts[1] != "4242" && parts[1] != "77") {

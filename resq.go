@@ -7,7 +7,7 @@
 // # Quick start
 //
 //	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:6379/0"})
-//	client := resq.NewClient(conn, resq.ClientConfig{})
+//	client, err := resq.NewClient(conn, resq.ClientConfig{})
 //	_, err = client.Enqueue(ctx, "mail", "SendWelcome", Welcome{UserID: 42})
 //
 //	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"mail", "*"}})
@@ -44,7 +44,8 @@
 // warm child processes under memory, CPU, process and file limits
 // (HandlerOptions.Isolation = ChildProcess); a program that embeds a Worker
 // with such handlers must reach Worker.Run with the same handlers registered,
-// because the child re-executes it (InChildProcess reports child mode). Logs
+// because the child re-executes it (InChildProcess reports child mode); a
+// program that sets ChildLimits calls RunShimIfRequested first in main. Logs
 // carry job id, class, queue, sizes and durations, never argument values.
 // See docs/security.md.
 package resq

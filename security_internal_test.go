@@ -48,7 +48,11 @@ func TestSignatureRefusalsMatchErrSignature(t *testing.T) {
 		t.Helper()
 		job := &Job{ID: "0123456789abcdef0123456789abcdef", Class: "Charge", Queue: queue, Args: json.RawMessage(`[1]`),
 			EnqueuedAt: time.UnixMilli(1705314225123), Encrypted: encrypt}
-		if err := NewClient(conn, ClientConfig{Keyring: k}).encode(job); err != nil {
+		c, err := NewClient(conn, ClientConfig{Keyring: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.encode(job); err != nil {
 			t.Fatal(err)
 		}
 		p, err := wire.DecodePayload(job.payload)
@@ -109,7 +113,11 @@ func TestEncodeRefusesEncryptionWithoutKeyring(t *testing.T) {
 	t.Parallel()
 	conn := offlineConn(t)
 	job := &Job{ID: "x", Class: "C", Queue: "q", Args: json.RawMessage(`["secret"]`), EnqueuedAt: time.Now(), Encrypted: true}
-	err := NewClient(conn, ClientConfig{}).encode(job)
+	c, err := NewClient(conn, ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.encode(job)
 	if err == nil || !strings.Contains(err.Error(), "no encryption key") || job.payload != nil {
 		t.Errorf("encode = %v, payload %s; want a refusal and no payload", err, job.payload)
 	}

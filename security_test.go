@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 func keyring(t *testing.T, typ string) (*resq.Keyring, []byte) {
@@ -34,8 +35,8 @@ func keyring(t *testing.T, typ string) (*resq.Keyring, []byte) {
 func drain(t *testing.T, b *bundle, w *resq.Worker, n int64) map[string]resq.FailureView {
 	t.Helper()
 	ctx := context.Background()
-	stop := runWorker(t, w)
-	eventually(t, fmt.Sprintf("%d processed", n), func() bool { st, _ := b.admin.Stats(ctx); return st.Processed >= n })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, fmt.Sprintf("%d processed", n), func() bool { st, _ := b.admin.Stats(ctx); return st.Processed >= n })
 	stop()
 	fs, err := b.admin.Failures(ctx, 0, 100)
 	if err != nil {
@@ -58,7 +59,7 @@ func TestSignatures(t *testing.T) {
 			b := setup(t)
 			ctx := context.Background()
 			k, data := keyring(t, typ)
-			signer := resq.NewClient(b.conn, resq.ClientConfig{Keyring: k})
+			signer := testkit.Client(t, b.conn, resq.ClientConfig{Keyring: k})
 			if _, err := signer.Enqueue(ctx, "q", "Good", 1); err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +72,7 @@ func TestSignatures(t *testing.T) {
 			b.srv.Do(t, "RPUSH", b.key("queue:q"), b.srv.Do(t, "LPOP", b.key("queue:other")))
 			// Forged: a signature from another keyring with the same key id shape.
 			other, _ := keyring(t, typ)
-			resq.NewClient(b.conn, resq.ClientConfig{Keyring: other}).Enqueue(ctx, "q", "Forged", 1)
+			testkit.Client(t, b.conn, resq.ClientConfig{Keyring: other}).Enqueue(ctx, "q", "Forged", 1)
 			// Unsigned, on a queue that requires signatures and on one that allows them.
 			b.client.Enqueue(ctx, "q", "Unsigned", 1)
 			b.client.Enqueue(ctx, "legacy", "Legacy", 1)
@@ -142,7 +143,7 @@ func TestEncryptionKeepsSecretsOutOfRedis(t *testing.T) {
 	ctx := context.Background()
 	k, _ := keyring(t, resq.KeyHMAC)
 	const secret = "4111-1111-1111-1111-SECRET"
-	c := resq.NewClient(b.conn, resq.ClientConfig{Keyring: k, EncryptAll: true})
+	c := testkit.Client(t, b.conn, resq.ClientConfig{Keyring: k, EncryptAll: true})
 	c.Enqueue(ctx, "pay", "Charge", card{Number: secret, Name: "ok"})
 	c.Enqueue(ctx, "pay", "Charge", card{Number: secret, Name: "fail"})
 	hold := make(chan struct{})
@@ -156,12 +157,12 @@ func TestEncryptionKeepsSecretsOutOfRedis(t *testing.T) {
 		<-hold
 		return nil
 	})
-	stop := runWorker(t, w)
-	eventually(t, "first job running", func() bool { return seen.Load() != nil })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "first job running", func() bool { return seen.Load() != nil })
 	// While the job runs, its in-flight record is in Redis: check it too.
 	dump := dumpRedis(t, b)
 	close(hold)
-	eventually(t, "2 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 2 })
+	testkit.Eventually(t, "2 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 2 })
 	stop()
 	if seen.Load() != secret {
 		t.Fatalf("handler saw %v", seen.Load())
@@ -237,8 +238,8 @@ func TestHostilePayloads(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	stop := runWorker(t, w)
-	eventually(t, "7 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 7 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "7 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 7 })
 	elapsed := time.Since(start)
 	stop()
 	var after runtime.MemStats
@@ -276,12 +277,22 @@ func TestClientLimits(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	_, err := b.client.Enqueue(ctx, "q", "Big", strings.Repeat("x", 600<<10))
-	if err == nil || !strings.Contains(err.Error(), "limit 512 KiB") {
-		t.Fatalf("big enqueue: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "limit 512 KiB") || !errors.Is(err, resq.ErrPayloadLimit) {
+		t.Fatalf("big enqueue: %v (want a refusal matching ErrPayloadLimit)", err)
 	}
-	_, err = b.client.EnqueueRaw(ctx, "q", "Deep", json.RawMessage(strings.Repeat("[", 40)+strings.Repeat("]", 40)))
-	if err == nil || !strings.Contains(err.Error(), "nesting") {
-		t.Fatalf("deep enqueue: %v", err)
+	_, err = b.client.EnqueueWith(ctx, resq.EnqueueParams{Queue: "q", Class: "Deep", RawArgs: json.RawMessage(strings.Repeat("[", 40) + strings.Repeat("]", 40))})
+	if err == nil || !strings.Contains(err.Error(), "nesting") || !errors.Is(err, resq.ErrPayloadLimit) {
+		t.Fatalf("deep enqueue: %v (want a refusal matching ErrPayloadLimit)", err)
+	}
+	tooMany := make([]any, 300)
+	if _, err := b.client.Enqueue(ctx, "q", "Many", tooMany...); !errors.Is(err, resq.ErrPayloadLimit) {
+		t.Fatalf("300 args: %v (want a refusal matching ErrPayloadLimit)", err)
+	}
+	if _, err := b.client.Enqueue(ctx, "q", "Small", 1); errors.Is(err, resq.ErrPayloadLimit) {
+		t.Fatalf("a small job: %v", err)
+	}
+	if _, err := b.admin.ClearQueue(ctx, "q"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := b.client.EnqueueWith(ctx, resq.EnqueueParams{Queue: "q", Class: "X", Encrypt: true}); err == nil {
 		t.Fatal("encrypt without a keyring should fail")
@@ -298,16 +309,16 @@ func TestReplayWindow(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	k, _ := keyring(t, resq.KeyHMAC)
-	c := resq.NewClient(b.conn, resq.ClientConfig{Keyring: k})
+	c := testkit.Client(t, b.conn, resq.ClientConfig{Keyring: k})
 	c.Enqueue(ctx, "q", "Once")
 	raw := b.srv.Do(t, "LINDEX", b.key("queue:q"), "0")
 	var ran atomic.Int64
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, Keyring: k, ReplayWindow: time.Hour})
 	w.HandleFunc("Once", func(ctx context.Context, j *resq.Job) error { ran.Add(1); return nil })
-	stop := runWorker(t, w)
-	eventually(t, "first run", func() bool { return ran.Load() == 1 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "first run", func() bool { return ran.Load() == 1 })
 	b.srv.Do(t, "RPUSH", b.key("queue:q"), raw) // the captured job, replayed
-	eventually(t, "replay refused", func() bool { n, _ := b.admin.FailureCount(ctx); return n == 1 })
+	testkit.Eventually(t, "replay refused", func() bool { n, _ := b.admin.FailureCount(ctx); return n == 1 })
 	fs, _ := b.admin.Failures(ctx, 0, 1)
 	if fs[0].Exception != resq.ExceptionReplay || ran.Load() != 1 {
 		t.Fatalf("replay: %+v, ran %d", fs[0], ran.Load())
@@ -315,7 +326,7 @@ func TestReplayWindow(t *testing.T) {
 	if _, err := b.admin.RetryFailure(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "retried job ran", func() bool { return ran.Load() == 2 })
+	testkit.Eventually(t, "retried job ran", func() bool { return ran.Load() == 2 })
 	stop()
 }
 

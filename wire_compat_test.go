@@ -1,8 +1,8 @@
 package resq_test
 
 // End-to-end checks that a real resq Worker, Client and Admin leave exactly
-// the Redis state Ruby Resque 3 does (shared/spec/resque-protocol.md §2–§6,
-// test vectors §10).
+// the Redis state Ruby Resque 3 does (docs/protocol.md §2.4–§6.2, test
+// vectors recorded from Ruby, §10; the bare § numbers below are that page's).
 
 import (
 	"context"
@@ -18,17 +18,19 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/internal/wire"
 )
 
 const wcArchive = `{"class":"Archive","args":[44,"masterbrew"]}`
 
-// wcWorker builds a worker with the spec's host and pid and a short poll.
+// wcWorker builds a worker with the test vectors' host and pid (web1:4242)
+// and a short poll.
 func wcWorker(t *testing.T, b *bundle, queues []string, concurrency int) *resq.Worker {
 	t.Helper()
 	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{
 		Queues: queues, Concurrency: concurrency, Hostname: "web1", PID: 4242,
-		PollInterval: 10 * time.Millisecond, Logger: testLogger(t),
+		PollInterval: 10 * time.Millisecond, Logger: testkit.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +68,7 @@ func (b *bundle) rubyKeys(t *testing.T) []string {
 func (b *bundle) waitProcessed(t *testing.T, n int) {
 	t.Helper()
 	want := fmt.Sprint(n)
-	eventually(t, "stat:processed = "+want, func() bool { return b.get(t, "stat:processed") == want })
+	testkit.Eventually(t, "stat:processed = "+want, func() bool { return b.get(t, "stat:processed") == want })
 }
 
 // ruby pushes a job the way a Ruby producer does (TV-01).
@@ -126,7 +128,7 @@ func TestWireWorkerSuccessLifecycle(t *testing.T) {
 	})
 	b.ruby(t, "file_serve", wcArchive)
 	before := time.Now()
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 
 	var job *resq.Job
 	select {
@@ -200,7 +202,7 @@ func TestWireWorkerFailureRecord(t *testing.T) {
 		t.Fatalf("queue = %q", enqueued)
 	}
 	before := time.Now()
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 	b.waitProcessed(t, 2)
 	b.want(t, "2", "GET", b.key("stat:failed"))
 	b.want(t, "2", "GET", b.key("stat:failed:"+id))
@@ -262,7 +264,7 @@ func TestWireInvalidPayloadFailureRecord(t *testing.T) {
 	for _, r := range raws {
 		b.ruby(t, "q", r)
 	}
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 	b.waitProcessed(t, len(raws))
 	stop()
 	b.want(t, fmt.Sprint(len(raws)), "GET", b.key("stat:failed"))
@@ -322,8 +324,8 @@ func TestWireWorkerIDs(t *testing.T) {
 	w := wcWorker(t, b, []string{"a", "b"}, 3)
 	w.HandleFunc("A", func(ctx context.Context, job *resq.Job) error { return nil })
 	ids := []string{"web1:4242:a,b:1", "web1:4242:a,b:2", "web1:4242:a,b:3"}
-	stop := runWorker(t, w)
-	eventually(t, "3 ids registered", func() bool { return b.srv.Do(t, "SCARD", b.key("workers")) == "3" })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "3 ids registered", func() bool { return b.srv.Do(t, "SCARD", b.key("workers")) == "3" })
 	b.want(t, strings.Join(ids, "\n"), "SORT", b.key("workers"), "ALPHA")
 	for _, id := range ids {
 		if _, err := time.Parse(wire.StartedLayout, b.get(t, "worker:"+id+":started")); err != nil {
@@ -366,7 +368,7 @@ func TestWireClientEnqueueBytes(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	at := time.UnixMilli(1705314225123)
-	c := resq.NewClient(b.conn, resq.ClientConfig{Now: func() time.Time { return at }})
+	c := testkit.Client(t, b.conn, resq.ClientConfig{NowFunc: func() time.Time { return at }})
 	e, err := c.Enqueue(ctx, "q", "X", 1, "a")
 	if err != nil {
 		t.Fatal(err)
@@ -528,7 +530,7 @@ func TestWireQueueGlobs(t *testing.T) {
 			done = append(done, args[0])
 			return nil
 		})
-		stop := runWorker(t, w)
+		stop := testkit.RunWorker(t, w)
 		if len(wantDone) > 0 {
 			b.waitProcessed(t, len(wantDone))
 		}

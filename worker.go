@@ -133,7 +133,7 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 // workerIDs returns one Resque worker id per slot: host:pid:queues for a
 // single slot (exactly Ruby's form), host:pid:queues:N otherwise. The pid part
 // stays the bare pid and the queue part's first entries stay the configured
-// queues, so Ruby's same-host pruning sees a live process (spec §4.15).
+// queues, so Ruby's same-host pruning sees a live process (docs/protocol.md §4.15).
 func workerIDs(host string, pid int, queues string, n int) []string {
 	base := host + ":" + strconv.Itoa(pid) + ":" + queues
 	if n == 1 {
@@ -1067,7 +1067,7 @@ const ProcessTitle = "resque-3.0.0:resq-work"
 // ProcessTitle, by re-executing the same binary in place (the pid does not
 // change; the call does not return on success). Ruby Resque workers starting
 // on the same host treat registered workers whose pid is not a process with a
-// Resque-like command line as dead and fail their running jobs (spec §4.15);
+// Resque-like command line as dead and fail their running jobs (docs/protocol.md §4.15);
 // call this first thing in main when Ruby workers share the host. It returns
 // nil at once if the title is already set.
 func EnsureProcessTitle() error { return isolate.EnsureProcessTitle(ProcessTitle) }

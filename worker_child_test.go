@@ -18,6 +18,7 @@ import (
 
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/isolate"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // In a resq child process the test binary registers the test handlers and
@@ -25,6 +26,9 @@ import (
 // (main reaches Worker.Run with the same handlers, and nothing before it
 // has side effects).
 func init() {
+	// Before anything else: when started as the limit shim, apply the limits
+	// and exec the job (this init runs before TestMain).
+	resq.RunShimIfRequested()
 	if !resq.InChildProcess() {
 		return
 	}
@@ -106,7 +110,7 @@ func TestChildProcessHostileHandlers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"hostile"}, Concurrency: 1, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"hostile"}, Concurrency: 1, PollInterval: 20 * time.Millisecond, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +139,7 @@ func TestChildProcessHostileHandlers(t *testing.T) {
 	enqueue("Pid")
 	const total = 13
 	start := time.Now()
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		st, _ := b.admin.Stats(ctx)
@@ -207,7 +211,7 @@ func TestWarmChildIsRecycledAfterMaxJobs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"recycle"}, Concurrency: 1, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"recycle"}, Concurrency: 1, PollInterval: 20 * time.Millisecond, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +221,8 @@ func TestWarmChildIsRecycledAfterMaxJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stop := runWorker(t, w)
-	eventually(t, "7 jobs", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 7 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "7 jobs", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 7 })
 	stop()
 	var pids []string
 	for _, f := range failuresByError(t, b) {
@@ -240,7 +244,7 @@ func TestInProcessHandlerThatNeverReturns(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 2, PollInterval: 10 * time.Millisecond,
-		JobTimeout: 50 * time.Millisecond, Logger: testLogger(t)})
+		JobTimeout: 50 * time.Millisecond, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +270,8 @@ func TestInProcessHandlerThatNeverReturns(t *testing.T) {
 		}
 	}
 	base := runtime.NumGoroutine()
-	stop := runWorker(t, w)
-	eventually(t, "both slots stuck", func() bool { return started.Load() == 2 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "both slots stuck", func() bool { return started.Load() == 2 })
 	// Well past the 50 ms timeout, many times over.
 	for range 20 {
 		time.Sleep(25 * time.Millisecond)
@@ -282,7 +286,7 @@ func TestInProcessHandlerThatNeverReturns(t *testing.T) {
 		t.Fatalf("queue length = %d, want 48 jobs waiting behind the stuck slots", n)
 	}
 	close(release)
-	eventually(t, "all 50 jobs", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 50 })
+	testkit.Eventually(t, "all 50 jobs", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 50 })
 	stop()
 	if maxRunning.Load() != 2 {
 		t.Fatalf("%d handlers ran at once with 2 slots", maxRunning.Load())
@@ -307,7 +311,7 @@ func TestClassConcurrencyCap(t *testing.T) {
 	var running, maxRunning, slowDone, fastDone atomic.Int64
 	newWorker := func(pid int) *resq.Worker {
 		w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 3, PID: pid,
-			PollInterval: 20 * time.Millisecond, ClassConcurrency: map[string]int{"Slow": 2}, Logger: testLogger(t)})
+			PollInterval: 20 * time.Millisecond, ClassConcurrency: map[string]int{"Slow": 2}, Logger: testkit.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,11 +345,11 @@ func TestClassConcurrencyCap(t *testing.T) {
 	// this host: the test's own pid for one, the parent's for the other.
 	w1, w2 := newWorker(os.Getpid()), newWorker(os.Getppid())
 	start := time.Now()
-	stop1, stop2 := runWorker(t, w1), runWorker(t, w2)
-	eventually(t, "fast jobs", func() bool { return fastDone.Load() == 10 })
+	stop1, stop2 := testkit.RunWorker(t, w1), testkit.RunWorker(t, w2)
+	testkit.Eventually(t, "fast jobs", func() bool { return fastDone.Load() == 10 })
 	fastTook := time.Since(start)
-	eventually(t, "slow jobs", func() bool { return slowDone.Load() == 10 })
-	eventually(t, "20 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 20 })
+	testkit.Eventually(t, "slow jobs", func() bool { return slowDone.Load() == 10 })
+	testkit.Eventually(t, "20 processed", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 20 })
 	stop1()
 	stop2()
 	if m := maxRunning.Load(); m != 2 {
@@ -375,7 +379,7 @@ func TestClassConcurrencyLeaseOfDeadHolderExpires(t *testing.T) {
 	// this host, so its clock is ours).
 	b.srv.Do(t, "ZADD", b.key("resq:lease:Slow"), strconv.FormatInt(time.Now().UnixMilli()+1000, 10), "dead-host:1:q")
 	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 1, PollInterval: 50 * time.Millisecond,
-		HeartbeatInterval: 100 * time.Millisecond, ClassConcurrency: map[string]int{"Slow": 1}, Logger: testLogger(t)})
+		HeartbeatInterval: 100 * time.Millisecond, ClassConcurrency: map[string]int{"Slow": 1}, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,8 +389,8 @@ func TestClassConcurrencyLeaseOfDeadHolderExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	stop := runWorker(t, w)
-	eventually(t, "the job ran", func() bool { return ranAt.Load() != 0 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "the job ran", func() bool { return ranAt.Load() != 0 })
 	stop()
 	if waited := time.Duration(ranAt.Load() - start.UnixNano()); waited < 500*time.Millisecond {
 		t.Fatalf("the job ran after %s, while the dead holder's lease was still valid", waited)
@@ -519,5 +523,5 @@ func setupBench(b *testing.B) *bundle {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	return &bundle{srv: srv, ns: ns, conn: conn, client: resq.NewClient(conn, resq.ClientConfig{}), admin: resq.NewAdmin(conn)}
+	return &bundle{srv: srv, ns: ns, conn: conn, client: testkit.Client(b, conn, resq.ClientConfig{}), admin: resq.NewAdmin(conn)}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 type greet struct {
@@ -41,8 +42,8 @@ func TestWorkerRunsTypedHandler(t *testing.T) {
 	}
 	b.srv.Do(t, "RPUSH", b.key("queue:mail"), `not json`)
 	b.srv.Do(t, "RPUSH", b.key("queue:mail"), `{"class":"Nope","args":[]}`)
-	stop := runWorker(t, w)
-	eventually(t, "5 jobs processed", func() bool {
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "5 jobs processed", func() bool {
 		st, _ := b.admin.Stats(ctx)
 		return st.Processed == 5
 	})

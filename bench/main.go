@@ -73,6 +73,7 @@ type config struct {
 }
 
 func main() {
+	resq.RunShimIfRequested() // the limit shim of an --exec job under limits
 	if resq.InChildProcess() {
 		serveWarmChild() // a resq-warm worker's child process
 	}

@@ -71,7 +71,11 @@ func (s *resqSystem) producer(ctx context.Context, addr string, producers int) (
 	if err != nil {
 		return nil, err
 	}
-	client := resq.NewClient(conn, resq.ClientConfig{})
+	client, err := resq.NewClient(conn, resq.ClientConfig{})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
 	if s.batch {
 		return batchProducer(ctx, client), nil
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/isolate"
 	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 var (
@@ -29,9 +30,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pool.Close()
-	os.Exit(code)
+	testkit.Main(m, pool.Close)
 }
 
 type peer struct {
@@ -91,36 +90,6 @@ func (p *peer) worker(cfg resq.WorkerConfig) *resq.Worker {
 	return w
 }
 
-func runWorker(t *testing.T, w *resq.Worker) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		w.Shutdown(sctx)
-		cancel()
-		<-done
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 // node-resque enqueues; a resq worker runs the jobs with their arguments.
 func TestNodeEnqueuesResqWorks(t *testing.T) {
 	t.Parallel()
@@ -129,7 +98,7 @@ func TestNodeEnqueuesResqWorks(t *testing.T) {
 	w := p.worker(resq.WorkerConfig{Queues: []string{"jobs"}, Concurrency: 2})
 	got := make(chan string, 3)
 	w.HandleFunc("Add", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args) + "@" + j.Queue; return nil })
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	for i := 0; i < 3; i++ {
 		select {
 		case s := <-got:
@@ -141,7 +110,7 @@ func TestNodeEnqueuesResqWorks(t *testing.T) {
 		}
 	}
 	admin := resq.NewAdmin(p.conn)
-	waitFor(t, "processed=3", func() bool { st, _ := admin.Stats(context.Background()); return st.Processed == 3 })
+	testkit.Eventually(t, "processed=3", func() bool { st, _ := admin.Stats(context.Background()); return st.Processed == 3 })
 }
 
 // resq enqueues; node-resque's worker runs the jobs (it ignores resq's extra
@@ -150,7 +119,7 @@ func TestResqEnqueuesNodeWorks(t *testing.T) {
 	t.Parallel()
 	p := newPeer(t)
 	ctx := context.Background()
-	c := resq.NewClient(p.conn, resq.ClientConfig{})
+	c := testkit.Client(t, p.conn, resq.ClientConfig{})
 	if _, err := c.Enqueue(ctx, "nodeq", "Echo", 1, "x", map[string]any{"k": []int{1, 2}}); err != nil {
 		t.Fatal(err)
 	}
@@ -207,16 +176,16 @@ func TestNodeReadsResqState(t *testing.T) {
 	t.Parallel()
 	p := newPeer(t)
 	ctx := context.Background()
-	c := resq.NewClient(p.conn, resq.ClientConfig{})
+	c := testkit.Client(t, p.conn, resq.ClientConfig{})
 	w := p.worker(resq.WorkerConfig{Queues: []string{"a", "b"}, Concurrency: 2})
 	hold := make(chan struct{})
 	started := make(chan struct{}, 1)
 	w.HandleFunc("Hold", func(ctx context.Context, j *resq.Job) error { started <- struct{}{}; <-hold; return nil })
 	w.HandleFunc("Fail", func(ctx context.Context, j *resq.Job) error { return fmt.Errorf("payment declined: <b>&</b>") })
 	c.Enqueue(ctx, "a", "Fail", map[string]string{"to": "a/b@example.com"})
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 	admin := resq.NewAdmin(p.conn)
-	waitFor(t, "failure", func() bool { n, _ := admin.FailureCount(ctx); return n == 1 })
+	testkit.Eventually(t, "failure", func() bool { n, _ := admin.FailureCount(ctx); return n == 1 })
 	c.Enqueue(ctx, "b", "Hold", 5)
 	<-started
 	c.Enqueue(ctx, "c", "Pending")

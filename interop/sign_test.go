@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // buildResq builds the resq command into a temporary directory. The build
@@ -142,9 +143,9 @@ func TestNodeSignedJobsRunOnResq(t *testing.T) {
 					return nil
 				})
 			}
-			stop := runWorker(t, w)
+			stop := testkit.RunWorker(t, w)
 			admin := resq.NewAdmin(p.conn)
-			waitFor(t, "3 jobs processed", func() bool { st, _ := admin.Stats(ctx); return st.Processed == 3 })
+			testkit.Eventually(t, "3 jobs processed", func() bool { st, _ := admin.Stats(ctx); return st.Processed == 3 })
 			stop()
 
 			mu.Lock()

@@ -207,10 +207,10 @@ func (l *limiter) recentLocked(key string, now time.Time) []time.Time {
 }
 
 // clientIP is the client's address for the login rate limit and the audit
-// log: Config.ClientIP when set, else the TCP peer.
+// log: Config.ClientIPFunc when set, else the TCP peer.
 func (h *Handler) clientIP(r *http.Request) string {
-	if h.cfg.ClientIP != nil {
-		if ip := h.cfg.ClientIP(r); ip != "" {
+	if h.cfg.ClientIPFunc != nil {
+		if ip := h.cfg.ClientIPFunc(r); ip != "" {
 			return ip
 		}
 	}

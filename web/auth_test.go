@@ -359,7 +359,7 @@ func TestCheckListen(t *testing.T) {
 // reports, so one client's failures do not lock out the others.
 func TestClientIPHook(t *testing.T) {
 	t.Parallel()
-	f := setup(t, web.Config{ClientIP: func(r *http.Request) string { return r.Header.Get("X-Real-IP") }}, false)
+	f := setup(t, web.Config{ClientIPFunc: func(r *http.Request) string { return r.Header.Get("X-Real-IP") }}, false)
 	try := func(ip, pw string) int {
 		req := newReq("POST", "/login", url.Values{"username": {adminName}, "password": {pw}}.Encode())
 		req.Header.Set("Origin", "http://127.0.0.1:5678")

@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/internal/wire"
 	"github.com/resq-go/resq/web"
 )
@@ -80,7 +81,7 @@ func TestBrowser(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release) // before the worker's cleanup stops it
 	w, err := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{"critical", "slow"}, Concurrency: 3,
-		PollInterval: 20 * time.Millisecond, Hostname: "app-1", Logger: testLogger(t)})
+		PollInterval: 20 * time.Millisecond, Hostname: "app-1", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,15 +99,15 @@ func TestBrowser(t *testing.T) {
 		}
 		return nil
 	})
-	runWorker(t, w)
+	testkit.RunWorker(t, w)
 	if _, err := f.client.Enqueue(bg, "critical", "ChargeCard", charge{OrderID: 5005, AmountCents: 1999, Currency: "EUR"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.client.Enqueue(bg, "slow", "ExportReport", report{Month: "2026-10"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the declined charge to fail", func() bool { n, _ := f.admin.FailureCount(bg); return n == 1 })
-	eventually(t, "the report to start", func() bool { st, _ := f.admin.Stats(bg); return st.Working == 1 })
+	testkit.Eventually(t, "the declined charge to fail", func() bool { n, _ := f.admin.FailureCount(bg); return n == 1 })
+	testkit.Eventually(t, "the report to start", func() bool { st, _ := f.admin.Stats(bg); return st.Working == 1 })
 
 	// The browser.
 	actx, cancel := chromedp.NewExecAllocator(context.Background(),
@@ -249,7 +250,7 @@ func TestBrowser(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`window.__notReloaded = true`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the retried job to be counted", func() bool { return processed() > before })
+	testkit.Eventually(t, "the retried job to be counted", func() bool { return processed() > before })
 	want := strconv.Itoa(processed())
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
 		fmt.Sprintf(`window.__notReloaded === true && document.querySelector('#live .cards a:nth-child(2) .v').textContent.replace(/,/g, '') === %q`, want),

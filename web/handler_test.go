@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/web"
 )
 
@@ -34,7 +35,7 @@ func TestEveryPage(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	w, err := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{"slow"}, Concurrency: 1,
-		PollInterval: 10 * time.Millisecond, Hostname: "busyhost", Logger: testLogger(t)})
+		PollInterval: 10 * time.Millisecond, Hostname: "busyhost", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestEveryPage(t *testing.T) {
 		}
 		return nil
 	})
-	stop := runWorker(t, w)
+	stop := testkit.RunWorker(t, w)
 	defer stop()
 	defer close(release)
 	if _, err := f.client.Enqueue(bg, "slow", "Slow", order{OrderID: 99}); err != nil {
@@ -344,12 +345,12 @@ func TestNamesWithSlashes(t *testing.T) {
 // TestRedisDown shows an error page, not a crash.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: testLogger(t)})
+	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	h, err := web.New(conn, web.Config{Logger: testLogger(t)})
+	h, err := web.New(conn, web.Config{Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

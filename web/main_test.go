@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,20 +19,24 @@ import (
 
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/web"
 )
 
 // One redis-server per test binary; each test gets its own database and
 // namespace.
 var (
-	pool      = redistest.NewPool(redistest.Options{})
-	nsCounter atomic.Int64
+	pool         = redistest.NewPool(redistest.Options{})
+	nsCounter    atomic.Int64
+	exampleRedis *redistest.Server // for the runnable examples
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pool.Close()
-	os.Exit(code)
+	exampleRedis = testkit.ExampleRedis()
+	testkit.Main(m, func() {
+		exampleRedis.Close()
+		pool.Close()
+	})
 }
 
 // Test accounts: alice is an admin, victor a viewer.
@@ -86,7 +88,7 @@ func setup(t *testing.T, cfg web.Config, noUsers bool) *fixture {
 	t.Helper()
 	srv := pool.Get(t)
 	ns := fmt.Sprintf("w%d", nsCounter.Add(1))
-	conn, err := resq.Open(resq.ConnConfig{URL: srv.URL(), Namespace: ns, Logger: testLogger(t)})
+	conn, err := resq.Open(resq.ConnConfig{URL: srv.URL(), Namespace: ns, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,13 +97,13 @@ func setup(t *testing.T, cfg web.Config, noUsers bool) *fixture {
 		cfg.Users = testUsers(t)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = testkit.Logger(t)
 	}
 	h, err := web.New(conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{srv: srv, ns: ns, conn: conn, client: resq.NewClient(conn, resq.ClientConfig{}),
+	f := &fixture{srv: srv, ns: ns, conn: conn, client: testkit.Client(t, conn, resq.ClientConfig{}),
 		admin: resq.NewAdmin(conn), h: h}
 	if cfg.Prefix != "" {
 		mux := http.NewServeMux()
@@ -112,20 +114,6 @@ func setup(t *testing.T, cfg web.Config, noUsers bool) *fixture {
 	}
 	t.Cleanup(f.ts.Close)
 	return f
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -249,44 +237,6 @@ func mustNotContain(t *testing.T, what, body string, subs ...string) {
 	}
 }
 
-// runWorker starts w.Run and stops it (gracefully) at cleanup or when the
-// returned function is called.
-func runWorker(t *testing.T, w *resq.Worker) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer scancel()
-			if err := w.Shutdown(sctx); err != nil {
-				t.Errorf("worker shutdown: %v", err)
-			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker Run returned %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// eventually polls cond until it holds or 15 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 var bg = context.Background()
 
 // failJobs runs a worker whose handler for class always fails, until n
@@ -294,7 +244,7 @@ var bg = context.Background()
 func (f *fixture) failJobs(t *testing.T, queue, class string, n int, args ...any) {
 	t.Helper()
 	w, err := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{queue}, Concurrency: 1,
-		PollInterval: 10 * time.Millisecond, Hostname: "failer", Logger: testLogger(t)})
+		PollInterval: 10 * time.Millisecond, Hostname: "failer", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,8 +257,8 @@ func (f *fixture) failJobs(t *testing.T, queue, class string, n int, args ...any
 			t.Fatal(err)
 		}
 	}
-	stop := runWorker(t, w)
-	eventually(t, "failures recorded", func() bool {
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "failures recorded", func() bool {
 		c, _ := f.admin.FailureCount(bg)
 		return c >= before+int64(n)
 	})

@@ -43,7 +43,9 @@ const scrapeTimeout = 10 * time.Second
 //	resq_jobs_processed_total{queue,class}    counter: jobs processed by resq workers
 //	resq_jobs_failed_total{queue,class}       counter: jobs failed on resq workers
 //	resq_job_duration_seconds{queue,class}    histogram: run time of jobs that finished
-//	                                          (done or failed) in this process
+//	                                          (done or failed) in this process; buckets
+//	                                          .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 30
+//	                                          60 300 1800 s
 type Metrics struct {
 	admin    *resq.Admin
 	reg      *prometheus.Registry
@@ -54,8 +56,12 @@ type Metrics struct {
 	processed, failed, jobsProcessed, jobsFailed                *prometheus.Desc
 }
 
-// DurationBuckets are the bucket bounds of resq_job_duration_seconds.
-var DurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800}
+// durationBuckets are the bucket bounds of resq_job_duration_seconds, in
+// seconds: 5 ms to 30 minutes (the default job timeout). A fresh slice each
+// call, so no caller can change another's histogram.
+func durationBuckets() []float64 {
+	return []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800}
+}
 
 // NewMetrics returns the metrics of conn's namespace.
 func NewMetrics(conn *resq.Conn) *Metrics {
@@ -66,7 +72,7 @@ func NewMetrics(conn *resq.Conn) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "resq_job_duration_seconds",
 			Help:    "Run time of jobs that finished (done or failed) on workers in this process.",
-			Buckets: DurationBuckets,
+			Buckets: durationBuckets(),
 		}, []string{"queue", "class"}),
 		up:            prometheus.NewDesc("resq_up", "1 if the last scrape could read Redis, else 0.", nil, nil),
 		queueLen:      prometheus.NewDesc("resq_queue_length", "Jobs waiting in the queue.", []string{"queue"}, nil),

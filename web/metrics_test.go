@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/web"
 )
 
@@ -75,7 +76,7 @@ func TestMetrics(t *testing.T) {
 
 	// Jobs run by a real worker that feeds the duration histogram.
 	w, err := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{"mail", "critical"}, Concurrency: 2,
-		PollInterval: 10 * time.Millisecond, Hostname: "mhost", Logger: testLogger(t), OnJobDone: m.ObserveJob})
+		PollInterval: 10 * time.Millisecond, Hostname: "mhost", Logger: testkit.Logger(t), OnJobDone: m.ObserveJob})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +89,8 @@ func TestMetrics(t *testing.T) {
 		f.client.Enqueue(bg, "critical", "Charge", order{})
 	}
 	f.client.Enqueue(bg, "critical", "Unregistered<script>", order{})
-	stop := runWorker(t, w)
-	eventually(t, "6 jobs done", func() bool {
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "6 jobs done", func() bool {
 		st, _ := f.admin.Stats(bg)
 		return st.Processed == 6
 	})
@@ -97,7 +98,7 @@ func TestMetrics(t *testing.T) {
 
 	// Waiting jobs: two in "backlog", the head enqueued 90 s ago; one job
 	// from a Ruby producer (no enqueued_at) in "ruby"; an empty queue.
-	old := resq.NewClient(f.conn, resq.ClientConfig{Now: func() time.Time { return time.Now().Add(-90 * time.Second) }})
+	old := testkit.Client(t, f.conn, resq.ClientConfig{NowFunc: func() time.Time { return time.Now().Add(-90 * time.Second) }})
 	old.Enqueue(bg, "backlog", "Send", order{})
 	f.client.Enqueue(bg, "backlog", "Send", order{})
 	f.srv.Do(t, "SADD", f.key("queues"), "ruby", "empty")
@@ -155,14 +156,14 @@ func TestMetrics(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{})
 	w2, _ := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{"slow"}, Concurrency: 3,
-		PollInterval: 10 * time.Millisecond, Hostname: "mhost2", Logger: testLogger(t)})
+		PollInterval: 10 * time.Millisecond, Hostname: "mhost2", Logger: testkit.Logger(t)})
 	w2.HandleFunc("Slow", func(ctx context.Context, job *resq.Job) error {
 		close(started)
 		<-release
 		return nil
 	})
 	f.client.Enqueue(bg, "slow", "Slow", order{})
-	stop2 := runWorker(t, w2)
+	stop2 := testkit.RunWorker(t, w2)
 	<-started
 	fams, body = scrape(t, m)
 	check("resq_workers", 3)
@@ -171,7 +172,7 @@ func TestMetrics(t *testing.T) {
 	stop2()
 
 	// The dashboard serves the same metrics at /metrics.
-	h, err := web.New(f.conn, web.Config{Metrics: m, Users: testUsers(t), Logger: testLogger(t)})
+	h, err := web.New(f.conn, web.Config{Metrics: m, Users: testUsers(t), Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,13 +186,13 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsRedisDown(t *testing.T) {
 	t.Parallel()
-	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: testLogger(t)})
+	conn, err := resq.Open(resq.ConnConfig{URL: "redis://127.0.0.1:1/0", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	m := web.NewMetrics(conn)
-	m.SetLogger(testLogger(t))
+	m.SetLogger(testkit.Logger(t))
 	fams, body := scrape(t, m)
 	if v, ok := value(t, fams, "resq_up"); !ok || v != 0 {
 		t.Errorf("resq_up with Redis down: %v %v\n%s", v, ok, body)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/web"
 )
 
@@ -33,7 +34,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc := resq.NewClient(f.conn, resq.ClientConfig{Keyring: kr, EncryptAll: true})
+	enc := testkit.Client(t, f.conn, resq.ClientConfig{Keyring: kr, EncryptAll: true})
 	if _, err := enc.Enqueue(bg, "vault", "Store", note{Text: encSecret}); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	// Failures of both kinds, from a worker that can decrypt.
 	w, err := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{"fail"}, Concurrency: 1, Keyring: kr,
-		PollInterval: 10 * time.Millisecond, Hostname: "sec", Logger: testLogger(t)})
+		PollInterval: 10 * time.Millisecond, Hostname: "sec", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +56,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	if _, err := enc.Enqueue(bg, "fail", "Store", note{Text: encFailSecret}); err != nil {
 		t.Fatal(err)
 	}
-	stop := runWorker(t, w)
-	eventually(t, "two failures", func() bool { n, _ := f.admin.FailureCount(bg); return n == 2 })
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "two failures", func() bool { n, _ := f.admin.FailureCount(bg); return n == 2 })
 	stop()
 
 	b := f.browser(t, "")

@@ -92,13 +92,13 @@ type Config struct {
 	// user name, are allowed within a minute before logins answer 429.
 	// Default 5.
 	LoginFailures int
-	// ClientIP returns the client address used by the login rate limit and
-	// the audit log. Default: the TCP peer's address. Behind a reverse proxy
-	// every client has the proxy's address, so one client's failed logins
-	// would lock out everyone's; set ClientIP to read the address your proxy
-	// sets (and only that proxy can set) — e.g. the last entry of
-	// X-Forwarded-For.
-	ClientIP func(r *http.Request) string
+	// ClientIPFunc returns the client address used by the login rate limit
+	// and the audit log. Default (nil, or an empty answer): the TCP peer's
+	// address. Behind a reverse proxy every client has the proxy's address,
+	// so one client's failed logins would lock out everyone's; set
+	// ClientIPFunc to read the address your proxy sets (and only that proxy
+	// can set) — e.g. the last entry of X-Forwarded-For.
+	ClientIPFunc func(r *http.Request) string
 	// TrustedOrigins are extra origins ("https://ops.example.com") whose
 	// POSTs are accepted, for a proxy that rewrites the Host header. By
 	// default only the request's own Host is.

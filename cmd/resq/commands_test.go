@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 func TestEnqueueQueuesPeekStats(t *testing.T) {
@@ -143,7 +144,7 @@ func failWithWorker(t *testing.T, f *fixture, n int) []string {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	client := resq.NewClient(conn, resq.ClientConfig{})
+	client := testkit.Client(t, conn, resq.ClientConfig{})
 	var ids []string
 	for i := 0; i < n; i++ {
 		e, err := client.Enqueue(ctx, "work", "Boom", i)
@@ -161,7 +162,7 @@ func failWithWorker(t *testing.T, f *fixture, n int) []string {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
 	admin := resq.NewAdmin(conn)
-	eventually(t, "failures recorded", func() bool {
+	testkit.Eventually(t, "failures recorded", func() bool {
 		st, err := admin.Stats(ctx)
 		return err == nil && st.Failed == int64(n) && st.Processed == int64(n)
 	})

@@ -160,7 +160,9 @@ func (c *cli) cmdDemo(ctx context.Context, args []string) error {
 
 	d := &demo{c: c, conn: conn, admin: resq.NewAdmin(conn), embedded: embedded, quiet: c.g.json,
 		classOf: map[string]string{}, counts: map[string]int{}}
-	d.client = resq.NewClient(conn, resq.ClientConfig{Logger: logger, Middleware: []resq.EnqueueMiddleware{d.remember}})
+	if d.client, err = resq.NewClient(conn, resq.ClientConfig{Logger: logger, Middleware: []resq.EnqueueMiddleware{d.remember}}); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	return d.run(ctx, jobs, duration, listen, logger)
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
-	"github.com/resq-go/resq/internal/isolate"
 )
 
 // jobLimitFlags are resq work's hard limits on --exec job processes and its
@@ -32,7 +31,7 @@ func (j *jobLimitFlags) register(fs *flag.FlagSet) {
 
 // limits checks the flags and returns the process limits and class caps.
 func (j *jobLimitFlags) limits() (resq.ChildLimits, map[string]int, error) {
-	hard := isolate.Limits{Memory: j.memory, CPUTime: j.cpu, Procs: j.procs, Files: j.files}
+	hard := resq.ChildLimits{Memory: j.memory, CPUTime: j.cpu, Procs: j.procs, Files: j.files}
 	if err := hard.Validate(); err != nil {
 		return resq.ChildLimits{}, nil, usagef("work", "job limits: %v", err)
 	}
@@ -65,10 +64,10 @@ func (j *jobLimitFlags) limits() (resq.ChildLimits, map[string]int, error) {
 
 // describe is the limits part of the start-up log line.
 func (j *jobLimitFlags) describe() string {
-	parts := []string{(isolate.Limits{Memory: j.memory, CPUTime: j.cpu, Procs: j.procs, Files: j.files}).String()}
-	parts = append(parts, "output kept "+isolate.FormatBytes(j.maxOutput)+" per stream")
-	if j.outputKill > 0 {
-		parts = append(parts, "killed over "+isolate.FormatBytes(j.outputKill)+" written")
+	kill := j.outputKill
+	if kill == 0 {
+		kill = -1 // never
 	}
-	return strings.Join(parts, ", ")
+	return resq.ChildLimits{Memory: j.memory, CPUTime: j.cpu, Procs: j.procs, Files: j.files,
+		MaxOutput: int(j.maxOutput), OutputKill: kill}.String()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // keyMaterial returns every secret, private and public key string in a
@@ -216,7 +217,7 @@ func TestKeysReencryptAndRetire(t *testing.T) {
 	dir2 := t.TempDir()
 	okScript := script(t, dir2, "ok.sh", `cat > "`+dir2+`/in-$RESQ_JOB_CLASS"`)
 	b := f.start("work", "--keyring", kr, "--queues", "other", "--poll", "0.05", "--exec", "Other="+okScript)
-	eventually(t, "the failure", func() bool { return f.stats().Failed == 1 })
+	testkit.Eventually(t, "the failure", func() bool { return f.stats().Failed == 1 })
 	b.cancel()
 	b.wait(t, 10*time.Second)
 
@@ -251,7 +252,7 @@ func TestKeysReencryptAndRetire(t *testing.T) {
 
 	b = f.start("work", "--keyring", pub, "--queues", "pay,other", "--poll", "0.05",
 		"--exec", "Charge="+okScript, "--exec", "Note="+okScript, "--exec", "Nobody="+okScript)
-	eventually(t, "3 more jobs", func() bool { return f.stats().Processed == 4 })
+	testkit.Eventually(t, "3 more jobs", func() bool { return f.stats().Processed == 4 })
 	b.cancel()
 	b.wait(t, 10*time.Second)
 	for class, want := range map[string]string{"Charge": `[{"card":"4111"}]`, "Note": `["hello"]`, "Nobody": `[1]`} {
@@ -291,9 +292,9 @@ func TestWorkAndEnqueueSecurityFlags(t *testing.T) {
 
 	b := f.start("work", "--keyring", kr, "--allow-unsigned", "legacy_*", "--replay-window", "1h", "--max-args", "2",
 		"--queues", "secure,legacy_ruby", "--poll", "0.05", "--exec", "Job="+okScript)
-	eventually(t, "4 processed", func() bool { return f.stats().Processed == 4 })
+	testkit.Eventually(t, "4 processed", func() bool { return f.stats().Processed == 4 })
 	f.srv.Do(t, "RPUSH", f.key("queue:secure"), signed) // the signed job, replayed
-	eventually(t, "5 processed", func() bool { return f.stats().Processed == 5 })
+	testkit.Eventually(t, "5 processed", func() bool { return f.stats().Processed == 5 })
 	b.cancel()
 	b.wait(t, 10*time.Second)
 	mustContain(t, "work log", b.stderr.String(), "signatures=required", "allow_unsigned=legacy_*", "replay_window=1h0m0s", "keyring="+kr)
@@ -315,7 +316,7 @@ func TestWorkAndEnqueueSecurityFlags(t *testing.T) {
 	// The arg limit applies once a job gets past the signature check.
 	f.ok("enqueue", "--keyring", kr, "--queue", "secure", "Job", `[1, 2, 3]`)
 	b = f.start("work", "--keyring", kr, "--max-args", "2", "--queues", "secure", "--poll", "0.05", "--exec", "Job="+okScript)
-	eventually(t, "6 processed", func() bool { return f.stats().Processed == 6 })
+	testkit.Eventually(t, "6 processed", func() bool { return f.stats().Processed == 6 })
 	b.cancel()
 	b.wait(t, 10*time.Second)
 	f.okJSON(&fails, "failed", "list", "--start", "3")

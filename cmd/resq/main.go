@@ -22,9 +22,14 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/resq-go/resq"
 )
 
 func main() {
+	// When resq work re-executes itself as the limit shim of a job, this
+	// applies the limits and execs the job's program; otherwise it returns.
+	resq.RunShimIfRequested()
 	// go-redis logs dial failures through a process-wide logger; the same
 	// errors reach the commands, which report them once.
 	redis.SetLogger(discardRedisLog{})

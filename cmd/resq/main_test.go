@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // One redis-server for the test binary; each test gets its own database
@@ -27,9 +28,7 @@ var (
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(discardRedisLog{}) // as main does
-	code := m.Run()
-	pool.Close()
-	os.Exit(code)
+	testkit.Main(m, pool.Close)
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes to it.
@@ -160,19 +159,6 @@ func (b *background) wait(t *testing.T, timeout time.Duration) int {
 		t.Fatalf("the command did not exit within %s\nstderr:\n%s", timeout, b.stderr.String())
 		return -1
 	}
-}
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // deadPort returns a loopback port nothing listens on.

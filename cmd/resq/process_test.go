@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq/internal/isolate"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // These tests run the real resq binary as a separate process and signal it,
@@ -72,7 +73,7 @@ func TestSIGKILLMidJobIsRecovered(t *testing.T) {
 	f.ok("enqueue", "--queue", "q", "Job", `[1]`)
 
 	p := f.startBinary("work", "--queues", "q", "--concurrency", "1", "--exec", "Job="+slow)
-	eventually(t, "job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 1 })
+	testkit.Eventually(t, "job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 1 })
 	if v := f.srv.Do(t, "KEYS", f.key("worker:*")); !strings.Contains(v, ":q") {
 		t.Fatalf("no in-flight record while the job runs: %q", v)
 	}
@@ -85,7 +86,7 @@ func TestSIGKILLMidJobIsRecovered(t *testing.T) {
 	}
 
 	p2 := f.startBinary("work", "--queues", "q", "--concurrency", "1", "--exec", "Job="+fast)
-	eventually(t, "recovered job done", func() bool { m, _ := filepath.Glob(marks + "/done-*"); return len(m) == 1 })
+	testkit.Eventually(t, "recovered job done", func() bool { m, _ := filepath.Glob(marks + "/done-*"); return len(m) == 1 })
 	p2.Signal("QUIT")
 	if code, err := p2.Wait(10 * time.Second); err != nil || code != 0 {
 		out, errOut := p2.Output()
@@ -109,7 +110,7 @@ func TestQUITAndTERM(t *testing.T) {
 
 	f.ok("enqueue", "--queue", "q", "Job")
 	p := f.startBinary("work", "--queues", "q", "--concurrency", "1", "--exec", "Job="+job)
-	eventually(t, "first job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 1 })
+	testkit.Eventually(t, "first job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 1 })
 	p.Signal("QUIT")
 	if code, err := p.Wait(15 * time.Second); err != nil || code != 0 {
 		t.Fatalf("QUIT: exit %d, %v", code, err)
@@ -120,7 +121,7 @@ func TestQUITAndTERM(t *testing.T) {
 
 	f.ok("enqueue", "--queue", "q", "Job")
 	p = f.startBinary("work", "--queues", "q", "--concurrency", "1", "--stop-timeout", "200ms", "--exec", "Job="+job)
-	eventually(t, "second job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 2 })
+	testkit.Eventually(t, "second job started", func() bool { m, _ := filepath.Glob(marks + "/started-*"); return len(m) == 2 })
 	p.Signal("TERM")
 	if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
 		t.Fatalf("TERM: exit %d, %v", code, err)

@@ -82,7 +82,10 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	if maxLen > 0 {
 		ccfg.QueueCaps = map[string]int64{queue: maxLen}
 	}
-	client := resq.NewClient(conn, ccfg)
+	client, err := resq.NewClient(conn, ccfg)
+	if err != nil {
+		return err
+	}
 	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt})
 	if errors.Is(err, resq.ErrQueueFull) {
 		n, _ := resq.NewAdmin(conn).QueueSize(ctx, queue)

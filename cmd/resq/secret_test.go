@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // dumpDatabase renders every key of the test's Redis database with its
@@ -92,13 +93,13 @@ cat >&2
 exit 1`)
 	b := f.start("--log-level", "debug", "work", "--keyring", kr, "--queues", "pay", "--concurrency", "1", "--poll", "0.05",
 		"--exec", "Charge="+charge, "--exec", "Echo="+echo)
-	eventually(t, "Charge running", func() bool { _, err := os.Stat(started); return err == nil })
+	testkit.Eventually(t, "Charge running", func() bool { _, err := os.Stat(started); return err == nil })
 	dump := dumpDatabase(t, f) // the running job's in-flight record, the queued Echo job
 	views()                    // workers shows the running job
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "both jobs processed", func() bool { return f.stats().Processed == 2 })
+	testkit.Eventually(t, "both jobs processed", func() bool { return f.stats().Processed == 2 })
 	b.cancel()
 	if code := b.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("work exit %d\n%s", code, b.stderr.String())

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // resq web serves the dashboard on loopback without users, and refuses a
@@ -23,7 +25,7 @@ func TestWebCommand(t *testing.T) {
 	b := f.start("web", "--listen", "127.0.0.1:0")
 	re := regexp.MustCompile(`dashboard on (http://127\.0\.0\.1:\d+)/`)
 	var base string
-	eventually(t, "dashboard address", func() bool {
+	testkit.Eventually(t, "dashboard address", func() bool {
 		m := re.FindStringSubmatch(b.stderr.String())
 		if m != nil {
 			base = m[1]
@@ -58,14 +60,14 @@ func TestDemoServesDashboard(t *testing.T) {
 	b := f.start("demo", "--jobs", "6", "--listen", "127.0.0.1:0", "--redis-listen", "127.0.0.1:0")
 	re := regexp.MustCompile(`dashboard: (http://127\.0\.0\.1:\d+)/`)
 	var base string
-	eventually(t, "demo dashboard", func() bool {
+	testkit.Eventually(t, "demo dashboard", func() bool {
 		m := re.FindStringSubmatch(b.stdout.String())
 		if m != nil {
 			base = m[1]
 		}
 		return m != nil
 	})
-	eventually(t, "sample jobs done", func() bool {
+	testkit.Eventually(t, "sample jobs done", func() bool {
 		return strings.Contains(b.stdout.String(), "Keeping Redis, the worker and the dashboard running")
 	})
 	resp, err := http.Get(base + "/failed")

@@ -10,13 +10,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
-	"github.com/resq-go/resq/internal/isolate"
 )
-
-// processTitle goes into the worker's command line: Ruby Resque workers on
-// the same host prune registered workers whose process does not look like
-// "resque-<digit>…" (spec §4.15).
-const processTitle = "resque-3.0.0:resq-work"
 
 const workHelp = `
 Run a worker. Each --exec CLASS=PATH registers an external program as the
@@ -136,8 +130,9 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 
 	if c.env["RESQ_NO_TITLE"] != "1" {
 		// Re-executes this binary in place (same pid) so that the command
-		// line holds "resque-3.0.0"; returns nil when that is already so.
-		if err := isolate.EnsureProcessTitle(processTitle); err != nil {
+		// line holds resq.ProcessTitle ("resque-3.0.0…"), which Ruby workers
+		// on this host look for before pruning; nil when that is already so.
+		if err := resq.EnsureProcessTitle(); err != nil {
 			c.logger.Warn("could not set the process title; Ruby workers on this host may prune this worker", "error", err)
 		}
 	}

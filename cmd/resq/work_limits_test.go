@@ -10,6 +10,7 @@ import (
 
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/isolate"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // scriptDir is a directory for job scripts that any uid can read, run and
@@ -120,7 +121,7 @@ func TestWorkTimeoutIgnoringTERM(t *testing.T) {
 	start := time.Now()
 	b := f.start("work", "--queues", "loop", "--concurrency", "1", "--poll", "0.02", "--timeout", "1s",
 		"--exec", "Loop="+loop, "--exec", "OK="+script(t, dir, "ok.sh", "true"))
-	eventually(t, "2 jobs", func() bool { return f.stats().Processed == 2 })
+	testkit.Eventually(t, "2 jobs", func() bool { return f.stats().Processed == 2 })
 	took := time.Since(start)
 	b.cancel()
 	b.wait(t, 10*time.Second)
@@ -148,7 +149,7 @@ func TestWorkCPULimit(t *testing.T) {
 	b := f.start("work", "--queues", "cpu", "--concurrency", "1", "--poll", "0.02", "--timeout", "60s", "--cpu", "1s",
 		"--exec", "Spin="+spin, "--exec", "OK="+script(t, dir, "ok.sh", "true"))
 	start := time.Now()
-	eventually(t, "2 jobs", func() bool { return f.stats().Processed == 2 })
+	testkit.Eventually(t, "2 jobs", func() bool { return f.stats().Processed == 2 })
 	took := time.Since(start)
 	b.cancel()
 	b.wait(t, 10*time.Second)
@@ -191,7 +192,7 @@ func TestWorkForkBomb(t *testing.T) {
 	sleepsID := e.ID
 	b := f.start("work", "--queues", "procs", "--concurrency", "1", "--poll", "0.02", "--timeout", "10s",
 		"--max-procs", "32", "--exec", "Sleeps="+sleeps, "--exec", "Bomb="+bomb, "--exec", "OK="+ok)
-	eventually(t, "the sleeps job", func() bool { return f.stats().Processed == 1 })
+	testkit.Eventually(t, "the sleeps job", func() bool { return f.stats().Processed == 1 })
 	var fails []resq.FailureView
 	f.okJSON(&fails, "failed", "list")
 	count, _ := os.ReadFile(filepath.Join(dir, "count"))
@@ -208,7 +209,7 @@ func TestWorkForkBomb(t *testing.T) {
 	f.okJSON(&e, "enqueue", "--queue", "procs", "Bomb")
 	bombID := e.ID
 	f.ok("enqueue", "--queue", "procs", "OK")
-	eventually(t, "bomb and ok", func() bool { return f.stats().Processed == 3 })
+	testkit.Eventually(t, "bomb and ok", func() bool { return f.stats().Processed == 3 })
 	b.cancel()
 	if code := b.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("work exit %d\n%s", code, b.stderr.String())

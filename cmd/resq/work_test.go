@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // script writes an executable bash script into dir.
@@ -49,7 +50,7 @@ exit 3`)
 
 	b := f.start("work", "--queues", "jobs", "--concurrency", "3", "--poll", "0.05",
 		"--exec", "Record="+ok, "--exec", "Bad="+bad, "--exec", "Slow="+slow, "--timeout", "1s")
-	eventually(t, "4 jobs processed", func() bool { return f.stats().Processed == 4 })
+	testkit.Eventually(t, "4 jobs processed", func() bool { return f.stats().Processed == 4 })
 	b.cancel()
 	if code := b.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("work exit %d\n%s", code, b.stderr.String())
@@ -119,7 +120,7 @@ func TestWorkSignals(t *testing.T) {
 		f := setup(t)
 		id := enqueue(f, "SlowOK")
 		b := f.start(workArgs...)
-		eventually(t, "the job to start", running(id))
+		testkit.Eventually(t, "the job to start", running(id))
 		b.signal(t, sigQuit)
 		if code := b.wait(t, 10*time.Second); code != 0 {
 			t.Fatalf("exit %d\n%s", code, b.stderr.String())
@@ -134,7 +135,7 @@ func TestWorkSignals(t *testing.T) {
 		f := setup(t)
 		id := enqueue(f, "Hang")
 		b := f.start(workArgs...)
-		eventually(t, "the job to start", running(id))
+		testkit.Eventually(t, "the job to start", running(id))
 		var ws []resq.WorkerView
 		f.okJSON(&ws, "workers")
 		busy := 0
@@ -166,7 +167,7 @@ func TestWorkSignals(t *testing.T) {
 		f := setup(t)
 		id := enqueue(f, "Hang")
 		b := f.start(workArgs...)
-		eventually(t, "the job to start", running(id))
+		testkit.Eventually(t, "the job to start", running(id))
 		b.signal(t, sigTerm)
 		b.signal(t, os.Interrupt)
 		if code := b.wait(t, 2*time.Second); code != 1 {
@@ -179,7 +180,7 @@ func TestWorkSignals(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
 		b := f.start(workArgs...)
-		eventually(t, "the worker to register", func() bool { return f.stats().Workers == 2 })
+		testkit.Eventually(t, "the worker to register", func() bool { return f.stats().Workers == 2 })
 		b.signal(t, sigUSR2)
 		b.signal(t, sigUSR2) // delivered after the first was acted on
 		id := enqueue(f, "SlowOK")
@@ -188,7 +189,7 @@ func TestWorkSignals(t *testing.T) {
 			t.Fatalf("a paused worker took a job")
 		}
 		b.signal(t, sigCont)
-		eventually(t, "the job to run after CONT", func() bool { return f.stats().Processed == 1 })
+		testkit.Eventually(t, "the job to run after CONT", func() bool { return f.stats().Processed == 1 })
 		b.signal(t, sigQuit)
 		if code := b.wait(t, 10*time.Second); code != 0 {
 			t.Fatalf("exit %d\n%s", code, b.stderr.String())
@@ -204,7 +205,7 @@ func TestWorkPollFromEnvironmentAndQueuesFromQUEUES(t *testing.T) {
 	f.env = append(f.env, "QUEUES=a,b", "INTERVAL=0.05")
 	f.ok("enqueue", "--queue", "b", "Job")
 	b := f.start("work", "--concurrency", "1", "--exec", "Job="+okScript)
-	eventually(t, "the job from queue b", func() bool { return f.stats().Processed == 1 })
+	testkit.Eventually(t, "the job from queue b", func() bool { return f.stats().Processed == 1 })
 	var ws []resq.WorkerView
 	f.okJSON(&ws, "workers")
 	if len(ws) != 1 || ws[0].ID != ws[0].Host+":"+strconv.Itoa(ws[0].PID)+":a,b" {

@@ -106,14 +106,14 @@ func TestCgroupTreeRefusals(t *testing.T) {
 
 func TestCapabilitiesCheckAndDescribe(t *testing.T) {
 	l := Limits{Memory: 256 << 20, CPUTime: 2 * time.Second, Procs: 64, Files: 1024}
-	plain := Capabilities{CgroupReason: "no cgroup2 file system is mounted"}
+	plain := Capabilities{CgroupReason: "no cgroup2 file system is mounted", Shim: true}
 	if err := plain.Check(l); err == nil || !strings.Contains(err.Error(), "a process limit cannot be enforced here") {
 		t.Fatalf("Check without cgroup or root: %v", err)
 	}
 	if err := plain.Check(Limits{Memory: 256 << 20}); err != nil {
 		t.Fatalf("memory needs neither: %v", err)
 	}
-	root := Capabilities{DedicatedUIDs: true, CgroupReason: "no cgroup2 file system is mounted"}
+	root := Capabilities{DedicatedUIDs: true, CgroupReason: "no cgroup2 file system is mounted", Shim: true}
 	if err := root.Check(l); err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +121,39 @@ func TestCapabilitiesCheckAndDescribe(t *testing.T) {
 	if got := root.Describe(l); got != want {
 		t.Errorf("Describe =\n%s\nwant\n%s", got, want)
 	}
-	cg := Capabilities{CgroupV2: true, CgroupDir: "/sys/fs/cgroup/w"}
+	cg := Capabilities{CgroupV2: true, CgroupDir: "/sys/fs/cgroup/w", Shim: true}
 	want = "cgroup v2 (/sys/fs/cgroup/w): memory 256 MiB by memory.max; CPU 2s by cpu.stat of the job's tree; processes 64 by pids.max; open files 1024 by RLIMIT_NOFILE"
 	if got := cg.Describe(l); got != want {
 		t.Errorf("Describe =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestCheckWithoutShimEntry: a program that does not call
+// RunShimIfRequested cannot be re-executed as the shim, so every limit is
+// refused with an error naming the call, and no limit at all still passes.
+func TestCheckWithoutShimEntry(t *testing.T) {
+	noShim := Capabilities{DedicatedUIDs: true, CgroupReason: "the program does not call resq.RunShimIfRequested() first in main"}
+	for _, l := range []Limits{{Memory: 256 << 20}, {Files: 64}, {CPUTime: time.Second}} {
+		if err := noShim.Check(l); err == nil || !strings.Contains(err.Error(), "resq.RunShimIfRequested()") {
+			t.Errorf("Check(%v) without the shim entry: %v", l, err)
+		}
+	}
+	if err := noShim.Check(Limits{}); err != nil {
+		t.Errorf("no limits need no shim: %v", err)
+	}
+	if !Probe().Shim {
+		t.Error("this test binary calls RunShimIfRequested, but Probe says it does not")
+	}
+	// As a program without the call sees it (not parallel, so no other test
+	// runs meanwhile): the probe starts nothing and every limit is refused.
+	shimEntry.Store(false)
+	c := Probe()
+	shimEntry.Store(true)
+	if c.Shim || c.Ptrace || c.CgroupV2 || !strings.Contains(c.CgroupReason, "RunShimIfRequested") {
+		t.Errorf("Probe without the shim entry: %+v", c)
+	}
+	if err := c.Check(Limits{Memory: 256 << 20}); err == nil {
+		t.Error("a memory limit passed Check without the shim entry")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 // As a warm child, the test binary serves jobs whose class says what to do.
 func init() {
+	RunShimIfRequested() // the shim must apply its limits before any test code runs
 	if !InChild() {
 		return
 	}

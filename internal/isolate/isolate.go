@@ -1,7 +1,12 @@
-// Package isolate is the only resq package that starts processes or makes
-// system calls: it runs --exec job commands as child processes in their own
-// process group (never through a shell), kills them on timeout, keeps a
-// bounded tail of their output, and answers whether a pid is alive.
+// Package isolate is the only resq package that starts processes and makes
+// system calls for jobs: it runs --exec job commands as child processes in
+// their own process group (never through a shell), under limits, kills them
+// on timeout, keeps a bounded tail of their output, runs warm children for
+// ChildProcess handlers, and answers whether a pid is alive. (cmd/resq uses
+// the syscall package for signal numbers only.)
+//
+// Nothing here runs at import: a program that runs jobs under limits calls
+// RunShimIfRequested first in main (see shim.go).
 package isolate
 
 import (
@@ -423,7 +428,7 @@ var _ io.Writer = (*tailBuffer)(nil)
 // example "resque-3.0.0:resq-work") by re-executing the same binary in place
 // with argv[0] replaced. The pid does not change. Ruby Resque workers on the
 // same host prune registered workers whose pid is not a process with a
-// Resque-like command line (spec §4.15), so a resq worker needs it. It returns
+// Resque-like command line (docs/protocol.md §4.15), so a resq worker needs it. It returns
 // nil without doing anything when argv[0] already contains marker.
 func EnsureProcessTitle(marker string) error {
 	if len(os.Args) > 0 && strings.Contains(os.Args[0], marker) {

@@ -37,6 +37,11 @@ type Capabilities struct {
 	// process of another uid (CAP_SYS_RESOURCE). Without it a job under a
 	// dedicated uid gets its limits from the shim.
 	PrlimitAnyUID bool
+	// Shim is set when the program calls RunShimIfRequested first in main,
+	// so that this binary can be re-executed as the limit shim (which the
+	// ptrace and cgroup self-tests also need). Without it no limit can be
+	// enforced, and Check refuses every one.
+	Shim bool
 }
 
 // Mechanism names what enforces limits: "cgroup v2" or "rlimits".
@@ -104,6 +109,9 @@ func (c Capabilities) Check(l Limits) error {
 	if err := l.Validate(); err != nil {
 		return err
 	}
+	if !c.Shim && !l.IsZero() {
+		return errors.New("limits cannot be enforced: the program does not call resq.RunShimIfRequested() first in main, which lets resq re-execute it as the limit shim; add that call")
+	}
 	if l.Procs > 0 && !c.CgroupV2 && !c.DedicatedUIDs {
 		return fmt.Errorf("a process limit cannot be enforced here: cgroup v2 is not usable (%s) and the worker is not root, so RLIMIT_NPROC would count every process of uid %d, not the job's; run the worker in a delegated cgroup (systemd Delegate=yes) or as root, or drop the process limit", c.CgroupReason, os.Getuid())
 	}
@@ -113,7 +121,12 @@ func (c Capabilities) Check(l Limits) error {
 // Probe finds out which mechanisms work on this host. It creates and removes
 // a cgroup and starts one short process in it when cgroup v2 looks usable.
 func Probe() Capabilities {
-	c := Capabilities{DedicatedUIDs: os.Geteuid() == 0}
+	c := Capabilities{DedicatedUIDs: os.Geteuid() == 0, Shim: shimReady()}
+	if !c.Shim {
+		// Both self-tests start this binary as the shim.
+		c.CgroupReason = "the program does not call resq.RunShimIfRequested() first in main"
+		return c
+	}
 	c.Ptrace = ptraceWorks() == nil
 	c.PrlimitAnyUID = hasCapability(capSysResource)
 	own, err := ownCgroupV2()

@@ -16,6 +16,7 @@ import (
 // The test binary doubles as a hostile job program: with RESQ_TEST_HOSTILE
 // set it misbehaves as asked instead of running tests.
 func init() {
+	RunShimIfRequested() // the shim must apply its limits before any test code runs
 	switch os.Getenv("RESQ_TEST_HOSTILE") {
 	case "":
 		return

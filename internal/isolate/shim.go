@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,10 +20,14 @@ import (
 // dedicated uid when asked, re-arms the parent-death signal, and execs the
 // job's program in place (same pid, same process group, same cgroup).
 //
-// Shim mode is entered from this package's init, so it works in every
-// program that links resq, with nothing to call from main. It is selected
-// only by argv[0] == shimArg0 together with shimEnv=1, which the Sandbox
-// sets for the child it starts and removes before the exec.
+// Shim mode is entered by an explicit call, RunShimIfRequested, that the
+// program makes first thing in main (resq.RunShimIfRequested; cmd/resq and
+// every test binary that starts jobs do), so that importing the library never
+// exits a process. It is selected only by argv[0] == shimArg0 together with
+// shimEnv=1, which the Sandbox sets for the child it starts and removes
+// before the exec. A program that never makes the call never has this binary
+// started as a shim: Probe then reports that no mechanism can set limits
+// (Capabilities.Shim is false), and Check refuses limits that would need it.
 const (
 	shimEnv  = "RESQ_ISOLATE_SHIM"
 	shimArg0 = "resq-limit-shim"
@@ -34,12 +39,27 @@ const (
 	shimProbe = "probe"
 )
 
-func init() {
+// shimEntry records that this program calls RunShimIfRequested, so that it
+// may be re-executed as the shim. It is a fact about the program's main, set
+// once at start-up, not configuration.
+var shimEntry atomic.Bool
+
+// RunShimIfRequested must be called first in main (and in TestMain) of a
+// program that runs jobs under limits. When this process was started as the
+// limit shim it applies the limits and execs the job's program, and does not
+// return (it exits with status 127 and a reason on stderr when it cannot);
+// otherwise it returns at once, having noted that the program can serve as
+// the shim.
+func RunShimIfRequested() {
+	shimEntry.Store(true)
 	// os.Args: shimArg0, spec, program path, the program's argv...
 	if len(os.Args) >= 4 && os.Args[0] == shimArg0 && os.Getenv(shimEnv) == "1" {
 		os.Exit(runShim(os.Args[1], os.Args[2], os.Args[3:]))
 	}
 }
+
+// shimReady reports whether this program calls RunShimIfRequested.
+func shimReady() bool { return shimEntry.Load() }
 
 // shimSpec is what the shim applies before exec.
 type shimSpec struct {

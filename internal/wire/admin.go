@@ -103,7 +103,7 @@ func (s *Store) ClearQueue(ctx context.Context, q string) (int64, error) {
 	return n.Val(), err
 }
 
-// RemoveQueue is Resque.remove_queue (spec §2.4): SREM queues, DEL queue:<q>.
+// RemoveQueue is Resque.remove_queue (docs/protocol.md §2.4): SREM queues, DEL queue:<q>.
 func (s *Store) RemoveQueue(ctx context.Context, q string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SRem(ctx, s.Keys.Queues(), q)
@@ -114,7 +114,7 @@ func (s *Store) RemoveQueue(ctx context.Context, q string) error {
 }
 
 // RemoveMatching removes every job of queue q for which match returns true,
-// reusing each element's stored bytes in LREM (spec §2.6), so formatting and
+// reusing each element's stored bytes in LREM (docs/protocol.md §2.6), so formatting and
 // extra fields never prevent a match. It returns the number removed.
 func (s *Store) RemoveMatching(ctx context.Context, q string, match func(raw []byte) bool) (int64, error) {
 	vals, err := s.rdb.LRange(ctx, s.Keys.Queue(q), 0, -1).Result()
@@ -140,7 +140,7 @@ func (s *Store) RemoveMatching(ctx context.Context, q string, match func(raw []b
 	return n, err
 }
 
-// Info holds the numbers of Resque.info (spec §6.2).
+// Info holds the numbers of Resque.info (docs/protocol.md §6.2).
 type Info struct {
 	Pending    int64
 	Processed  int64
@@ -223,7 +223,7 @@ func (s *Store) FailureAt(ctx context.Context, i int64) ([]byte, error) {
 	return []byte(v), err
 }
 
-// RetryFailure requeues the failure at index i (spec §5.3 requeue): the
+// RetryFailure requeues the failure at index i (docs/protocol.md §5.3 requeue): the
 // record gets retried_at and stays in the list; the job is pushed to the
 // record's queue. Unlike Ruby, the original payload bytes are pushed (extra
 // fields such as id and signatures are kept), unless the payload was not a

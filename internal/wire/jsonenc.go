@@ -8,7 +8,7 @@ import (
 )
 
 // appendString appends s as a JSON string the way Ruby's json gem writes it
-// (spec §0.4): only '"', '\\' and control characters are escaped; '/', '<',
+// (docs/protocol.md §0.4): only '"', '\\' and control characters are escaped; '/', '<',
 // '>', '&', non-ASCII text and U+2028/U+2029 are written raw. Invalid UTF-8
 // bytes become U+FFFD.
 func appendString(b []byte, s string) []byte {

@@ -2,13 +2,13 @@ package wire_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/internal/wire"
 )
 
@@ -16,9 +16,7 @@ import (
 var pool = redistest.NewPool(redistest.Options{})
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pool.Close()
-	os.Exit(code)
+	testkit.Main(m, pool.Close)
 }
 
 // W is the worker id used by the spec's test vectors (§10).

@@ -10,7 +10,7 @@ import (
 )
 
 // WorkingOn is the "working on" record stored at worker:<id> while a job runs
-// (spec §4.3): {"queue":…,"run_at":…,"payload":…}.
+// (docs/protocol.md §4.3): {"queue":…,"run_at":…,"payload":…}.
 type WorkingOn struct {
 	Queue   string
 	RunAt   string
@@ -55,7 +55,7 @@ func DecodeWorkingOn(raw []byte) (WorkingOn, error) {
 	return w, nil
 }
 
-// Failure is one failure record (spec §5.1).
+// Failure is one failure record (docs/protocol.md §5.1).
 type Failure struct {
 	FailedAt  string
 	Payload   json.RawMessage // the job payload object as popped
@@ -225,7 +225,7 @@ func SetField(obj []byte, name string, value json.RawMessage) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// WorkerID is a parsed worker id. Ruby's rule (spec §4.1): host is the text
+// WorkerID is a parsed worker id. Ruby's rule (docs/protocol.md §4.1): host is the text
 // before the first colon, pid the leading digits of the second part, and the
 // rest, split on commas, the queues.
 type WorkerID struct {

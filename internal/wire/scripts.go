@@ -107,7 +107,7 @@ return 1
 
 // recoverScript acts on a dead worker's in-flight job only if worker:<id>
 // still holds exactly the record the caller read, so two recoverers never
-// requeue the same job twice. Then it unregisters the worker (spec §4.2).
+// requeue the same job twice. Then it unregisters the worker (docs/protocol.md §4.2).
 //
 // KEYS: worker:<id>, target list (queue:<q> to requeue, failed to fail),
 // workers, worker:<id>:started, workers:heartbeat, stat:processed:<id>,

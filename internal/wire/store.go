@@ -594,7 +594,7 @@ func (s *Store) Requeue(ctx context.Context, workerID, queue string, payload []b
 	return n == 1, err
 }
 
-// Register adds worker ids (spec §4.2): HDEL heartbeat, SADD workers, SET
+// Register adds worker ids (docs/protocol.md §4.2): HDEL heartbeat, SADD workers, SET
 // worker:<id>:started, and writes the first heartbeat.
 func (s *Store) Register(ctx context.Context, ids []string, started time.Time) error {
 	now, err := s.ServerTime(ctx)
@@ -618,7 +618,7 @@ func (s *Store) Register(ctx context.Context, ids []string, started time.Time) e
 	return err
 }
 
-// Beat refreshes the heartbeats of ids with Redis's TIME (spec §4.5).
+// Beat refreshes the heartbeats of ids with Redis's TIME (docs/protocol.md §4.5).
 func (s *Store) Beat(ctx context.Context, ids []string) error {
 	now, err := s.ServerTime(ctx)
 	if err != nil {
@@ -633,7 +633,7 @@ func (s *Store) Beat(ctx context.Context, ids []string) error {
 }
 
 // Unregister removes worker ids exactly as Ruby's unregistration pipeline
-// does (spec §4.2). Global counters are untouched.
+// does (docs/protocol.md §4.2). Global counters are untouched.
 func (s *Store) Unregister(ctx context.Context, ids []string) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {

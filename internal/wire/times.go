@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Time layouts Ruby Resque writes (spec §0.5).
+// Time layouts Ruby Resque writes (docs/protocol.md §0.5).
 const (
 	RunAtLayout     = "2006-01-02T15:04:05Z"      // worker:<id> run_at, UTC
 	StartedLayout   = "2006-01-02 15:04:05 -0700" // worker:<id>:started, Ruby Time#to_s
@@ -42,7 +42,7 @@ var parseLayouts = []string{
 }
 
 // ParseTime reads any time format that Ruby, node-resque or goworker write
-// (spec §0.5): RFC 3339, Ruby's failure and Time#to_s forms, JavaScript's
+// (docs/protocol.md §0.5): RFC 3339, Ruby's failure and Time#to_s forms, JavaScript's
 // Date#toString, Go's time.Time.String() and integer Unix seconds. A time
 // without a zone is read as UTC.
 func ParseTime(s string) (time.Time, bool) {
