@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 	testkit.Main(m, pool.Close)
 }
 
-// W is the worker id used by the spec's test vectors (§10).
+// W is the worker id used by the test vectors (docs/protocol.md §10).
 const W = "web1:4242:file_serve,warm_cache"
 
 // newStore returns a Store with namespace "resque" on a fresh database, and
