@@ -246,3 +246,14 @@ badenv: {every: 1h, rails_env: {a: 1}}
 		t.Errorf("typo warning: %+v, %v", s, err)
 	}
 }
+
+func TestSpecJSON(t *testing.T) {
+	t.Parallel()
+	b, err := Spec{Class: "ClearCache", Queue: "low", Every: "1h", Args: []byte(`{"a":1}`)}.JSON("clear_cache", ParseOptions{})
+	if err != nil || string(b) != `{"class":"ClearCache","queue":"low","every":"1h","args":{"a":1}}` {
+		t.Errorf("JSON = %s, %v", b, err)
+	}
+	if _, err := (Spec{Cron: "bad"}).JSON("x", ParseOptions{}); err == nil || !strings.Contains(err.Error(), `schedule "x", field "cron"`) {
+		t.Errorf("bad cron: %v", err)
+	}
+}
