@@ -165,3 +165,21 @@ func TestCronNextConsistent(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCronNext measures Next for a dense, a daily and a rare
+// expression across a DST change (no assertion on time).
+func BenchmarkCronNext(b *testing.B) {
+	ny, _ := time.LoadLocation("America/New_York")
+	for _, e := range []string{"* * * * * *", "30 2 * * *", "0 0 29 2 mon&"} {
+		c, err := ParseCron(e, ny)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(e, func(b *testing.B) {
+			at := time.Date(2024, 11, 3, 5, 0, 0, 0, time.UTC)
+			for range b.N {
+				c.Next(at)
+			}
+		})
+	}
+}

@@ -197,15 +197,14 @@ func New(static map[string]*Schedule, backend Backend, cfg Config) *Engine {
 	return &Engine{cfg: cfg, backend: backend, static: maps.Clone(static), entries: map[string]*entry{}}
 }
 
-// Load (re)builds the whole effective schedule: it drains schedules_changed
-// (before reading, so a change made meanwhile is seen by the next Refresh),
-// reads persistent_schedules and delayed:last_enqueued_at, and places each
+// Load (re)builds the whole effective schedule: it reads
+// persistent_schedules and delayed:last_enqueued_at and places each
 // schedule's next tick by the catch-up policy. Call it when the scheduler
-// becomes master, and after the master lock was lost and won again.
+// becomes master, and after the master lock was lost and won again. It
+// leaves schedules_changed alone (a standby calling it steals nothing from
+// the master); the next Refresh re-reads those names and keeps the state of
+// any whose config did not change.
 func (e *Engine) Load(ctx context.Context) error {
-	if _, err := e.backend.PopChanged(ctx); err != nil {
-		return fmt.Errorf("recurring: read schedules_changed: %w", err)
-	}
 	persistent, err := e.backend.PersistentSchedules(ctx)
 	if err != nil {
 		return fmt.Errorf("recurring: read persistent_schedules: %w", err)

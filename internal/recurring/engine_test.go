@@ -403,3 +403,29 @@ func TestPayloadHookAndNoQueue(t *testing.T) {
 		t.Errorf("NextWake = %v (the queue-less tick must not stay due)", next)
 	}
 }
+
+// Load leaves schedules_changed to the master's Refresh, and a Refresh of
+// an unchanged persistent config keeps its catch-up tick.
+func TestLoadLeavesChangesAndRefreshKeepsState(t *testing.T) {
+	t.Parallel()
+	srv := pool.Get(t)
+	st := storeOn(t, srv, "")
+	srv.Do(t, "SET", lockKey, "me:1")
+	srv.Do(t, "HSET", "resque:persistent_schedules", "p", `{"cron":"0 * * * *","queue":"q"}`)
+	srv.Do(t, "HSET", "resque:delayed:last_enqueued_at", "p", "2024-01-15 10:00:01 +0000")
+	srv.Do(t, "SADD", "resque:schedules_changed", "p")
+	clk := &clock{t: utc("2024-01-15T11:10:00Z")}
+	e := engine(t, st, "me:1", "", clk, recurring.Config{})
+	if err := e.Load(bg); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Do(t, "SCARD", "resque:schedules_changed"); got != "1" {
+		t.Fatalf("Load drained schedules_changed: %s left", got)
+	}
+	if names, err := e.Refresh(bg); err != nil || len(names) != 1 {
+		t.Fatalf("Refresh = %v, %v", names, err)
+	}
+	if due := e.Due(clk.now()); len(due) != 1 || !due[0].At.Equal(utc("2024-01-15T11:00:00Z")) {
+		t.Fatalf("due after Refresh = %v, want the 11:00 catch-up tick", due)
+	}
+}
