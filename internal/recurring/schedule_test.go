@@ -257,3 +257,12 @@ func TestSpecJSON(t *testing.T) {
 		t.Errorf("bad cron: %v", err)
 	}
 }
+
+func TestLoadYAMLEmpty(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"", "# nothing\n", "---\n"} {
+		if s, err := LoadYAML([]byte(src), ParseOptions{}); err != nil || len(s) != 0 {
+			t.Errorf("LoadYAML(%q) = %v, %v", src, s, err)
+		}
+	}
+}

@@ -164,6 +164,8 @@ func fromYAML(n *yaml.Node, depth int) (value, error) {
 		return value{}, fmt.Errorf("line %d: nested deeper than %d levels", n.Line, maxDepth)
 	}
 	switch n.Kind {
+	case 0: // an empty document
+		return value{kind: kindNull, raw: json.RawMessage("null")}, nil
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return value{kind: kindNull, raw: json.RawMessage("null")}, nil
