@@ -56,3 +56,19 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLoadYAML: any file either fails or gives schedules whose args are
+// JSON arrays.
+func FuzzLoadYAML(f *testing.F) {
+	f.Add([]byte("a:\n  cron: \"0 * * * *\"\n  args: {x: 1.0, y: yes, z: 0x1f}\n"))
+	f.Add([]byte("d: &d {queue: q}\nb:\n  <<: *d\n  every: [1h, {first_in: 2m}]\n  args: [1, ~, '2']\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, _ := LoadYAML(b, ParseOptions{Location: time.UTC})
+		for name, sc := range s {
+			var args []json.RawMessage
+			if err := json.Unmarshal(sc.Args, &args); err != nil {
+				t.Fatalf("%s: args %s: %v", name, sc.Args, err)
+			}
+		}
+	})
+}

@@ -145,7 +145,8 @@ func LoadYAML(data []byte, opts ParseOptions) (map[string]*Schedule, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &Error{Problem: "not valid YAML: " + err.Error()}
 	}
-	root, err := fromYAML(&doc, 0)
+	budget := maxYAMLNodes
+	root, err := fromYAML(&doc, 0, &budget)
 	if err != nil {
 		return nil, &Error{Problem: err.Error()}
 	}

@@ -266,3 +266,17 @@ func TestLoadYAMLEmpty(t *testing.T) {
 		}
 	}
 }
+
+// An alias bomb fails with an error instead of expanding 9^9 values.
+func TestLoadYAMLAliasBomb(t *testing.T) {
+	t.Parallel()
+	src := "a: &a [x,x,x,x,x,x,x,x,x]\n"
+	prev := "a"
+	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		src += n + ": &" + n + " [*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + "]\n"
+		prev = n
+	}
+	if _, err := LoadYAML([]byte(src), ParseOptions{}); err == nil || !strings.Contains(err.Error(), "aliases") {
+		t.Errorf("alias bomb: %v", err)
+	}
+}

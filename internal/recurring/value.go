@@ -56,6 +56,10 @@ func (v value) get(key string) (value, bool) {
 // maxDepth bounds nesting in configs, as the payload decoder does.
 const maxDepth = 64
 
+// maxYAMLNodes bounds the values of a schedule file after aliases are
+// followed, so an alias bomb fails instead of eating memory.
+const maxYAMLNodes = 1 << 18
+
 // decodeJSON reads one JSON value keeping key order and number text.
 // Duplicate keys are refused.
 func decodeJSON(data []byte) (value, error) {
@@ -159,7 +163,10 @@ func encodeObject(o []member) json.RawMessage {
 // scalars: yes/no/on/off are booleans, ~ and empty are nil, 0x1f and 1_000
 // are integers) and then the json gem writes it. Anchors and aliases are
 // followed; merge keys (<<) are applied.
-func fromYAML(n *yaml.Node, depth int) (value, error) {
+func fromYAML(n *yaml.Node, depth int, budget *int) (value, error) {
+	if *budget--; *budget < 0 {
+		return value{}, fmt.Errorf("more than %d values (after following aliases); split the file or drop aliases", maxYAMLNodes)
+	}
 	if depth > maxDepth {
 		return value{}, fmt.Errorf("line %d: nested deeper than %d levels", n.Line, maxDepth)
 	}
@@ -170,13 +177,13 @@ func fromYAML(n *yaml.Node, depth int) (value, error) {
 		if len(n.Content) == 0 {
 			return value{kind: kindNull, raw: json.RawMessage("null")}, nil
 		}
-		return fromYAML(n.Content[0], depth)
+		return fromYAML(n.Content[0], depth, budget)
 	case yaml.AliasNode:
-		return fromYAML(n.Alias, depth+1)
+		return fromYAML(n.Alias, depth+1, budget)
 	case yaml.SequenceNode:
 		v := value{kind: kindArray}
 		for _, c := range n.Content {
-			e, err := fromYAML(c, depth+1)
+			e, err := fromYAML(c, depth+1, budget)
 			if err != nil {
 				return v, err
 			}
@@ -198,7 +205,7 @@ func fromYAML(n *yaml.Node, depth int) (value, error) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			kn, vn := n.Content[i], n.Content[i+1]
 			if kn.Kind == yaml.ScalarNode && kn.Tag == "!!merge" {
-				m, err := fromYAML(vn, depth+1)
+				m, err := fromYAML(vn, depth+1, budget)
 				if err != nil {
 					return v, err
 				}
@@ -217,7 +224,7 @@ func fromYAML(n *yaml.Node, depth int) (value, error) {
 				}
 				continue
 			}
-			k, err := fromYAML(kn, depth+1)
+			k, err := fromYAML(kn, depth+1, budget)
 			if err != nil {
 				return v, err
 			}
@@ -228,7 +235,7 @@ func fromYAML(n *yaml.Node, depth int) (value, error) {
 					key = ""
 				}
 			}
-			e, err := fromYAML(vn, depth+1)
+			e, err := fromYAML(vn, depth+1, budget)
 			if err != nil {
 				return v, err
 			}
