@@ -87,9 +87,9 @@ type WorkerConfig struct {
 	// 6.2+) that wakes an idle worker as soon as a job is pushed; the worker
 	// then only polls, backing off up to PollInterval.
 	DisableBlockingPickup bool
-	// OnJobDone, if set, is called after every job with its outcome (for
+	// OnJobDoneFunc, if set, is called after every job with its outcome (for
 	// metrics). It runs on the job's slot and must be quick.
-	OnJobDone func(JobEvent)
+	OnJobDoneFunc func(JobEvent)
 	// ClassConcurrency caps how many jobs of a class run at once across
 	// every worker on the namespace (a Redis lease per class; see
 	// concurrency.go). A job of a class at its cap goes back to the tail of

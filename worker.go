@@ -681,7 +681,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	ack = wire.Ack{WorkerID: s.id, Processed: true, Queue: f.Queue, Class: ClassInvalid}
 	ev := JobEvent{Queue: f.Queue, WorkerID: s.id, Bytes: len(f.Raw), Class: ClassInvalid}
 	defer func() {
-		if w.cfg.OnJobDone == nil {
+		if w.cfg.OnJobDoneFunc == nil {
 			return
 		}
 		ev.Duration = time.Since(start)
@@ -693,7 +693,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 		case ev.Outcome == "":
 			ev.Outcome = OutcomeDone
 		}
-		w.cfg.OnJobDone(ev)
+		w.cfg.OnJobDoneFunc(ev)
 	}()
 	var secretsOf func() []string // values to scrub from error messages
 	fail := func(name, msg string, bt []string) wire.Ack {
