@@ -15,7 +15,6 @@ const (
 	// DefaultPruneInterval is Ruby's prune_interval: a heartbeat older than
 	// this marks a worker on another host as dead.
 	DefaultPruneInterval = 300 * time.Second
-	minPollInterval      = 2 * time.Millisecond
 )
 
 // DeadJobPolicy says what happens to the job a dead worker was running.
