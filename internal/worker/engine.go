@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,18 @@ const (
 	// record (a class cap moved it back to its queue).
 	ActionNone
 )
+
+func (a Action) String() string {
+	switch a {
+	case ActionAck:
+		return "ack"
+	case ActionRequeue:
+		return "requeue"
+	case ActionNone:
+		return "none"
+	}
+	return "Action(" + strconv.Itoa(int(a)) + ")"
+}
 
 // Engine runs the fetch loop, slots, acker, pickers and upkeep of one
 // worker. See the package doc.
