@@ -43,10 +43,10 @@
 // requested, a write that fails is retried for at most StopTimeout (counted
 // from the stop request, or from the write's first failure if that came
 // later), and then given up. What could not be written stays in the slots'
-// in-flight records, where the next
-// worker's dead-worker check recovers it. So with Redis down, Run returns
-// about StopTimeout after the running jobs ended, plus one bounded attempt
-// to return picked-up jobs and unregister.
+// in-flight records, where the next worker's dead-worker check recovers it.
+// So with Redis down, Run returns about StopTimeout after the running jobs
+// ended, plus one bounded attempt (at least a second) to return picked-up
+// jobs and unregister.
 //
 // # Retries
 //
