@@ -81,38 +81,34 @@ func (w *Worker) stopLeases() {
 
 func noRelease() {}
 
-// admit takes a concurrency lease for f when its class is capped. When the
-// class is at its cap the job has been moved back to its queue: bounced is
-// true, and admit has waited out the slot's back-off. release must be
-// called when the job ends.
-func (w *Worker) admit(ctx context.Context, s *slot, f wire.Fetched) (release func(), bounced bool) {
+// admit takes a concurrency lease for f, whose payload execute decoded
+// into p, when its class is capped. When the class is at its cap the job
+// has been moved back to its queue: bounced is true, and admit has waited
+// out the slot's back-off. release must be called when the job ends.
+func (w *Worker) admit(ctx context.Context, slotID string, f wire.Fetched, p wire.Payload) (release func(), bounced bool) {
 	lk := w.leases
-	if lk == nil || f.Oversize != nil {
+	if lk == nil {
 		return noRelease, false
-	}
-	p, err := wire.DecodePayload(f.Raw)
-	if err != nil {
-		return noRelease, false // execute fails it
 	}
 	limit := lk.caps[p.Class]
 	if limit == 0 {
 		return noRelease, false
 	}
-	ok, err := w.store.AcquireLease(ctx, p.Class, s.id, limit, lk.ttl, f.Queue, f.Raw)
+	ok, err := w.store.AcquireLease(ctx, p.Class, slotID, limit, lk.ttl, f.Queue, f.Raw)
 	if err != nil {
 		// Fail open: Redis errors here mean Redis errors everywhere; the job
 		// is run rather than left in its in-flight record.
-		w.logger.Warn("concurrency lease unavailable; running the job without it", "class", p.Class, "worker", s.id, "error", err)
+		w.logger.Warn("concurrency lease unavailable; running the job without it", "class", p.Class, "worker", slotID, "error", err)
 		return noRelease, false
 	}
 	if !ok {
 		w.logger.Debug("job moved back to its queue: class at its concurrency cap", "job_id", p.ID, "class", p.Class,
-			"queue", f.Queue, "worker", s.id, "max_running", limit)
-		w.backOff(ctx, lk, s.id)
+			"queue", f.Queue, "worker", slotID, "max_running", limit)
+		w.backOff(ctx, lk, slotID)
 		return nil, true
 	}
 	lk.mu.Lock()
-	delete(lk.backoff, s.id)
+	delete(lk.backoff, slotID)
 	lk.mu.Unlock()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -130,13 +126,13 @@ func (w *Worker) admit(ctx context.Context, s *slot, f wire.Fetched) (release fu
 			case <-t.C:
 			}
 			rctx, cancel := context.WithTimeout(lk.ctx, lk.renew)
-			held, err := w.store.RenewLease(rctx, p.Class, s.id, lk.ttl)
+			held, err := w.store.RenewLease(rctx, p.Class, slotID, lk.ttl)
 			cancel()
 			switch {
 			case err != nil && lk.ctx.Err() == nil:
-				w.logger.Warn("renewing a concurrency lease failed", "class", p.Class, "worker", s.id, "error", err)
+				w.logger.Warn("renewing a concurrency lease failed", "class", p.Class, "worker", slotID, "error", err)
 			case err == nil && !held:
-				w.logger.Warn("a concurrency lease expired while its job ran (Redis unreachable for longer than its TTL?)", "class", p.Class, "worker", s.id)
+				w.logger.Warn("a concurrency lease expired while its job ran (Redis unreachable for longer than its TTL?)", "class", p.Class, "worker", slotID)
 			}
 		}
 	}()
@@ -145,8 +141,8 @@ func (w *Worker) admit(ctx context.Context, s *slot, f wire.Fetched) (release fu
 		wg.Wait()
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := w.store.ReleaseLease(rctx, p.Class, s.id); err != nil {
-			w.logger.Warn("releasing a concurrency lease failed; it expires on its own", "class", p.Class, "worker", s.id, "error", err)
+		if err := w.store.ReleaseLease(rctx, p.Class, slotID); err != nil {
+			w.logger.Warn("releasing a concurrency lease failed; it expires on its own", "class", p.Class, "worker", slotID, "error", err)
 		}
 	}, false
 }
@@ -164,6 +160,6 @@ func (w *Worker) backOff(ctx context.Context, lk *leaseKeeper, id string) {
 	select {
 	case <-t.C:
 	case <-ctx.Done():
-	case <-w.quit:
+	case <-w.engine.StopRequested():
 	}
 }

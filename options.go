@@ -15,7 +15,6 @@ const (
 	// DefaultPruneInterval is Ruby's prune_interval: a heartbeat older than
 	// this marks a worker on another host as dead.
 	DefaultPruneInterval = 300 * time.Second
-	minPollInterval      = 2 * time.Millisecond
 )
 
 // DeadJobPolicy says what happens to the job a dead worker was running.
@@ -87,9 +86,9 @@ type WorkerConfig struct {
 	// 6.2+) that wakes an idle worker as soon as a job is pushed; the worker
 	// then only polls, backing off up to PollInterval.
 	DisableBlockingPickup bool
-	// OnJobDone, if set, is called after every job with its outcome (for
+	// OnJobDoneFunc, if set, is called after every job with its outcome (for
 	// metrics). It runs on the job's slot and must be quick.
-	OnJobDone func(JobEvent)
+	OnJobDoneFunc func(JobEvent)
 	// ClassConcurrency caps how many jobs of a class run at once across
 	// every worker on the namespace (a Redis lease per class; see
 	// concurrency.go). A job of a class at its cap goes back to the tail of

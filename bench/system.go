@@ -65,7 +65,7 @@ type systemInfo struct {
 //	            1,000,000 so no recycling is measured): one child per slot,
 //	            each job a round trip over the slot's pipe. The child is this
 //	            binary re-executed with RESQ_* variables removed; main sends
-//	            it to serveWarmChild. Jobs are counted with OnJobDone as
+//	            it to serveWarmChild. Jobs are counted with OnJobDoneFunc as
 //	            resq-exec does. Process test only.
 //	resq-plain  the worker logs in as a Redis user without @scripting
 //	            (ACL SETUSER … -@scripting), so it runs on plain commands:

@@ -111,7 +111,7 @@ func (s *resqSystem) startWorker(ctx context.Context, addr string, concurrency i
 	if s.exec || s.warm {
 		// The command's exit (the child's reply) is the job's end: count it
 		// from the outcome hook.
-		cfg.OnJobDone = func(ev resq.JobEvent) {
+		cfg.OnJobDoneFunc = func(ev resq.JobEvent) {
 			if ev.Outcome == resq.OutcomeDone {
 				done(jobArgs{})
 			}

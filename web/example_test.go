@@ -74,7 +74,7 @@ func ExampleMetrics_ObserveJob() {
 		log.Fatal(err)
 	}
 	metrics := web.NewMetrics(conn)
-	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"*"}, OnJobDone: metrics.ObserveJob})
+	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"*"}, OnJobDoneFunc: metrics.ObserveJob})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -112,9 +112,9 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // ObserveJob records a finished job's duration. It has the signature of
-// resq.WorkerConfig.OnJobDone:
+// resq.WorkerConfig.OnJobDoneFunc:
 //
-//	resq.WorkerConfig{OnJobDone: metrics.ObserveJob}
+//	resq.WorkerConfig{OnJobDoneFunc: metrics.ObserveJob}
 func (m *Metrics) ObserveJob(ev resq.JobEvent) {
 	if ev.Outcome != resq.OutcomeDone && ev.Outcome != resq.OutcomeFailed {
 		return

@@ -76,7 +76,7 @@ func TestMetrics(t *testing.T) {
 
 	// Jobs run by a real worker that feeds the duration histogram.
 	w, err := resq.NewWorker(f.conn, resq.WorkerConfig{Queues: []string{"mail", "critical"}, Concurrency: 2,
-		PollInterval: 10 * time.Millisecond, Hostname: "mhost", Logger: testkit.Logger(t), OnJobDone: m.ObserveJob})
+		PollInterval: 10 * time.Millisecond, Hostname: "mhost", Logger: testkit.Logger(t), OnJobDoneFunc: m.ObserveJob})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -321,11 +321,11 @@ func (d *demo) run(ctx context.Context, jobs int, duration time.Duration, listen
 
 	metrics := web.NewMetrics(d.conn)
 	w, err := resq.NewWorker(d.conn, resq.WorkerConfig{
-		Queues:       []string{"critical", "default", "low"},
-		Concurrency:  4,
-		PollInterval: 100 * time.Millisecond,
-		OnJobDone:    func(ev resq.JobEvent) { metrics.ObserveJob(ev); d.onJobDone(ev) },
-		Logger:       logger,
+		Queues:        []string{"critical", "default", "low"},
+		Concurrency:   4,
+		PollInterval:  100 * time.Millisecond,
+		OnJobDoneFunc: func(ev resq.JobEvent) { metrics.ObserveJob(ev); d.onJobDone(ev) },
+		Logger:        logger,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

@@ -1,0 +1,188 @@
+package worker
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// acker writes job acks in batches: every ack waiting when a write starts
+// goes into one MULTI/EXEC, which also fetches the next jobs for the slots
+// whose acks it writes (Store.AckAndFetch) unless the worker is paused or
+// stopping. A job and its successor on a slot thus cost one round trip, not
+// two, and the in-flight record is replaced in the same atomic step that
+// counts the finished job.
+//
+// Two loops write at once (one with a single slot): while one batch is in
+// Redis, the other collects the acks of the slots its predecessor refilled,
+// so Redis and the worker's own CPU overlap. Measured at concurrency 10 it
+// is 10–20 % more jobs/s than one loop, and the same at 50 (decisions §14).
+type acker struct {
+	e        *Engine
+	reqs     chan ackReq
+	fastStop <-chan struct{} // Run's ctx is done: no more fetching
+	stop     context.Context // done once a stop is requested either way
+}
+
+// ackLoops is how many acker loops a worker with n slots runs.
+func ackLoops(n int) int { return min(2, n) }
+
+type ackReq struct {
+	ack  wire.Ack
+	slot *slot
+}
+
+// ackResult tells a slot that its ack is written, and hands it its next job
+// when the write fetched one; empty says the write fetched and the queues
+// had nothing for the slot.
+type ackResult struct {
+	next  wire.Fetched
+	more  bool
+	empty bool
+}
+
+func newAcker(e *Engine, fastStop <-chan struct{}, stop context.Context) *acker {
+	return &acker{e: e, reqs: make(chan ackReq, len(e.cfg.IDs)), fastStop: fastStop, stop: stop}
+}
+
+// submit hands an ack to the batch writer and waits until it is written
+// (on the slot's own ackDone channel, buffered 1, reused for every job).
+func (a *acker) submit(ack wire.Ack, s *slot) ackResult {
+	a.reqs <- ackReq{ack: ack, slot: s}
+	return <-s.ackDone
+}
+
+func (a *acker) close() { close(a.reqs) }
+
+// fetchNext is the fetch to send with a batch of acks, or nil when the
+// finished slots should not take new jobs (paused, stopping, queues not yet
+// resolved) or need not look: idle, when the blocking pickup is armed
+// because the queues were empty at the last fetch (a job pushed since is
+// moved by the pickup, which wakes the fetcher).
+func (a *acker) fetchNext(batch []ackReq) (next *wire.FetchRequest, idle bool) {
+	e := a.e
+	if e.paused.Load() || e.store.PlainCommands() {
+		return nil, false
+	}
+	if e.wantPickup.Load() && !e.cfg.DisableBlockingPickup {
+		return nil, true
+	}
+	select {
+	case <-a.fastStop:
+		return nil, false
+	case <-e.quit:
+		return nil, false
+	default:
+	}
+	qs := e.pickQueues.Load()
+	if qs == nil || len(*qs) == 0 {
+		return nil, false
+	}
+	ids := make([]string, len(batch))
+	for i, b := range batch {
+		ids[i] = b.ack.WorkerID
+	}
+	return &wire.FetchRequest{Queues: *qs, PickupOwner: e.pickupOwner(), WorkerIDs: ids, MaxBytes: e.cfg.MaxBytes}, false
+}
+
+// maxAckAttempts bounds the retries of one batch while the worker runs:
+// about eight minutes of Redis outage at the 5 s back-off cap.
+const maxAckAttempts = 100
+
+// write writes one batch of acks (with the slots' next fetch when fetchNext
+// allows) and returns the jobs fetched; empty reports that slots without a
+// job need not fetch again before the blocking pickup wakes them.
+//
+// It retries while Redis is away; a retry goes through Store.AckRetry,
+// which never repeats a write that landed with its reply lost. The retries
+// end after maxAckAttempts, or once a stop has been requested and
+// StopTimeout has passed (drainCtx): the batch's jobs then stay in their
+// slots' in-flight records, which the slot's next fetch (this worker) or
+// the dead-worker check (the next worker) recovers.
+func (a *acker) write(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (got []wire.Fetched, empty bool) {
+	e := a.e
+	next, idle := a.fetchNext(batch)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	got, fetched, err := e.store.AckAndFetch(ctx, acks, time.Now(), next, mark)
+	cancel()
+	if err == nil {
+		return got, fetched || idle
+	}
+	// The outcome is unknown: the records this write replaced or left are
+	// handed back by the slots' next fetch, which checks for them.
+	for _, b := range batch {
+		b.slot.checkHeld.Store(true)
+	}
+	dctx, dcancel := e.drainCtx(a.stop)
+	defer dcancel()
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		e.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-dctx.Done():
+			t.Stop()
+			e.logger.Error("giving up on job results: the worker is stopping and Redis did not answer within the stop timeout; the next worker recovers their jobs from the in-flight records",
+				"jobs", len(acks), "error", err)
+			return nil, false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		ctx, cancel := context.WithTimeout(dctx, 10*time.Second)
+		var landed bool
+		landed, err = e.store.AckRetry(ctx, acks, mark, time.Now())
+		cancel()
+		switch {
+		case err == nil && landed:
+			e.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
+			return nil, false
+		case err == nil:
+			return nil, false
+		case attempt >= maxAckAttempts:
+			e.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
+			return nil, false
+		}
+	}
+}
+
+// loop is acker loop number lane. Its writes carry their own mark
+// (<host:pid>:<lane>), numbered from the clock, so a later process with the
+// same pid never meets its predecessor's marks.
+func (a *acker) loop(lane int) {
+	batch := make([]ackReq, 0, cap(a.reqs))
+	acks := make([]wire.Ack, 0, cap(a.reqs))
+	mark := wire.AckMark{Owner: a.e.cfg.Owner + ":" + strconv.Itoa(lane), Seq: time.Now().UnixNano()}
+	for r := range a.reqs {
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < cap(a.reqs) {
+			select {
+			case r2, ok := <-a.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r2)
+			default:
+				break drain
+			}
+		}
+		acks = acks[:0]
+		for _, b := range batch {
+			acks = append(acks, b.ack)
+		}
+		mark.Seq++
+		got, empty := a.write(batch, acks, mark)
+		res := make([]ackResult, len(batch))
+		for i := range res {
+			res[i].empty = empty
+		}
+		for _, f := range got {
+			res[f.Slot] = ackResult{next: f, more: true}
+		}
+		for i, b := range batch {
+			b.slot.ackDone <- res[i]
+		}
+	}
+}
