@@ -122,6 +122,17 @@ type EnqueueParams struct {
 	RawArgs json.RawMessage
 	// Encrypt encrypts the args with the Keyring's encryption primary.
 	Encrypt bool
+	// ActiveJob enqueues the job as Rails' Resque adapter does, for a Rails
+	// worker (or a resq worker) to run as an ActiveJob of class Class: the
+	// payload's class is ActiveJobWrapperClass and its one argument
+	// ActiveJob's serialized job hash (Rails 7.1+ keys, a new UUID job_id,
+	// the Client's clock in enqueued_at), whose arguments are Args (or
+	// RawArgs) serialized as ActiveJob::Arguments does: objects get
+	// "_aj_symbol_keys":[], keys ActiveJob reserves are refused. Unsigned, the
+	// payload is byte for byte what Rails writes; a signing Keyring adds
+	// resq's fields, which Ruby ignores. Encryption is refused: Rails cannot
+	// decrypt. Enqueued.ID is the job_id.
+	ActiveJob bool
 }
 
 // EnqueueWith pushes one job described by p; it returns what Enqueue
@@ -142,6 +153,14 @@ func (c *Client) EnqueueWith(ctx context.Context, p EnqueueParams) (*Enqueued, e
 
 // prepare validates and encodes a job's arguments and checks the limits.
 func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
+	now := c.cfg.NowFunc()
+	var activeJobID string
+	if p.ActiveJob { // becomes a JobWrapper job with RawArgs (activejob.go)
+		var err error
+		if p, activeJobID, err = c.activeJobParams(ctx, p, now); err != nil {
+			return nil, err
+		}
+	}
 	queue, class := p.Queue, p.Class
 	if err := checkNames(queue, class); err != nil {
 		return nil, err
@@ -184,7 +203,11 @@ func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 	if encrypt && !c.cfg.Keyring.CanEncrypt() {
 		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
 	}
-	return &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.NowFunc(), Encrypted: encrypt}, nil
+	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: now, Encrypted: encrypt}
+	if activeJobID != "" {
+		job.ID, job.railsShape = activeJobID, true
+	}
+	return job, nil
 }
 
 // BatchResult is the outcome of one job of EnqueueBatch.
@@ -269,7 +292,11 @@ func (c *Client) write(ctx context.Context, job *Job) error {
 // size.
 func (c *Client) encode(job *Job) error {
 	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}
-	if k := c.cfg.Keyring.envelope(); job.Encrypted || k.CanSign() {
+	k := c.cfg.Keyring.envelope()
+	if job.railsShape && !job.Encrypted && !k.CanSign() {
+		np.ID, np.EnqueuedAt = "", time.Time{} // Rails' exact bytes: {"class":…,"args":…}
+	}
+	if job.Encrypted || k.CanSign() {
 		sealed, err := k.Seal(np.Meta(job.Queue), job.Args, job.Encrypted)
 		if err != nil {
 			return err

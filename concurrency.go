@@ -90,19 +90,20 @@ func (w *Worker) admit(ctx context.Context, slotID string, f wire.Fetched, p wir
 	if lk == nil {
 		return noRelease, false
 	}
-	limit := lk.caps[p.Class]
+	class := w.capClass(p) // an ActiveJob job's job_class (activejob.go)
+	limit := lk.caps[class]
 	if limit == 0 {
 		return noRelease, false
 	}
-	ok, err := w.store.AcquireLease(ctx, p.Class, slotID, limit, lk.ttl, f.Queue, f.Raw)
+	ok, err := w.store.AcquireLease(ctx, class, slotID, limit, lk.ttl, f.Queue, f.Raw)
 	if err != nil {
 		// Fail open: Redis errors here mean Redis errors everywhere; the job
 		// is run rather than left in its in-flight record.
-		w.logger.Warn("concurrency lease unavailable; running the job without it", "class", p.Class, "worker", slotID, "error", err)
+		w.logger.Warn("concurrency lease unavailable; running the job without it", "class", class, "worker", slotID, "error", err)
 		return noRelease, false
 	}
 	if !ok {
-		w.logger.Debug("job moved back to its queue: class at its concurrency cap", "job_id", p.ID, "class", p.Class,
+		w.logger.Debug("job moved back to its queue: class at its concurrency cap", "job_id", p.ID, "class", class,
 			"queue", f.Queue, "worker", slotID, "max_running", limit)
 		w.backOff(ctx, lk, slotID)
 		return nil, true
@@ -126,13 +127,13 @@ func (w *Worker) admit(ctx context.Context, slotID string, f wire.Fetched, p wir
 			case <-t.C:
 			}
 			rctx, cancel := context.WithTimeout(lk.ctx, lk.renew)
-			held, err := w.store.RenewLease(rctx, p.Class, slotID, lk.ttl)
+			held, err := w.store.RenewLease(rctx, class, slotID, lk.ttl)
 			cancel()
 			switch {
 			case err != nil && lk.ctx.Err() == nil:
-				w.logger.Warn("renewing a concurrency lease failed", "class", p.Class, "worker", slotID, "error", err)
+				w.logger.Warn("renewing a concurrency lease failed", "class", class, "worker", slotID, "error", err)
 			case err == nil && !held:
-				w.logger.Warn("a concurrency lease expired while its job ran (Redis unreachable for longer than its TTL?)", "class", p.Class, "worker", slotID)
+				w.logger.Warn("a concurrency lease expired while its job ran (Redis unreachable for longer than its TTL?)", "class", class, "worker", slotID)
 			}
 		}
 	}()
@@ -141,8 +142,8 @@ func (w *Worker) admit(ctx context.Context, slotID string, f wire.Fetched, p wir
 		wg.Wait()
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := w.store.ReleaseLease(rctx, p.Class, slotID); err != nil {
-			w.logger.Warn("releasing a concurrency lease failed; it expires on its own", "class", p.Class, "worker", slotID, "error", err)
+		if err := w.store.ReleaseLease(rctx, class, slotID); err != nil {
+			w.logger.Warn("releasing a concurrency lease failed; it expires on its own", "class", class, "worker", slotID, "error", err)
 		}
 	}, false
 }

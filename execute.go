@@ -116,13 +116,32 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 	if err != nil {
 		return fail(name, err.Error()+"; the job was not run", nil), false
 	}
-	h := w.handlers[p.Class]
+	class, id := p.Class, p.ID
+	h := w.handlers[class]
+	var aj *ActiveJobInfo
+	if h == nil && class == ActiveJobWrapperClass {
+		// Rails' Resque adapter: the job runs by its job_class, with its
+		// ActiveJob arguments decoded (activejob.go).
+		var err error
+		if aj, args, elems, err = w.unwrapActiveJob(elems); aj != nil && id == "" {
+			id, ev.ID = aj.JobID, aj.JobID
+		}
+		if err != nil {
+			name, msg := activeJobFailure(err)
+			return fail(name, msg, nil), false
+		}
+		class = aj.JobClass
+		if h = w.handlers[class]; h == nil {
+			ack.Class, ev.Class = ClassUnknown, ClassUnknown
+			return fail(ExceptionUnknownClass, fmt.Sprintf("ActiveJob job_class %q is not registered on this worker; the job was not run (register a handler under that name, or work this queue with a worker that has it)", class), nil), false
+		}
+	}
 	if h == nil {
 		ack.Class, ev.Class = ClassUnknown, ClassUnknown
 		return fail(ExceptionUnknownClass, fmt.Sprintf("no handler is registered for class %q on this worker; the job was not run (register it with resq.Handle, or work this queue with a worker that has it)", p.Class), nil), false
 	}
-	ack.Class, ev.Class = p.Class, p.Class
-	secretsOf = func() []string { return w.redactor.secretValues(p.Class, args, p.Envelope.Enc != nil) }
+	ack.Class, ev.Class = class, class
+	secretsOf = func() []string { return w.redactor.secretValues(class, args, p.Envelope.Enc != nil) }
 	if w.cfg.ReplayWindow > 0 && p.ID != "" {
 		seen, err := w.store.Seen(hardCtx, p.ID)
 		if err == nil && seen {
@@ -130,8 +149,8 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 		}
 		ack.SeenID, ack.SeenTTL = p.ID, w.cfg.ReplayWindow
 	}
-	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: args, EnqueuedAt: p.EnqueuedAt,
-		WorkerID: slotID, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed}
+	job := &Job{ID: id, Class: class, Queue: f.Queue, Args: args, EnqueuedAt: p.EnqueuedAt,
+		WorkerID: slotID, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed, ActiveJob: aj}
 	job.elems, job.split = elems, args
 	timeout := w.cfg.JobTimeout
 	if h.opts.Timeout > 0 {

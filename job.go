@@ -7,11 +7,14 @@ import (
 
 // Job is one job as a handler or middleware sees it.
 type Job struct {
-	// ID is resq's job id; empty for jobs enqueued by Ruby or Node.
-	ID    string
+	// ID is resq's job id; empty for jobs enqueued by Ruby or Node, except
+	// ActiveJob jobs, whose ID is ActiveJob's job_id.
+	ID string
+	// Class is the job's class; for an ActiveJob job, its job_class.
 	Class string
 	Queue string
-	// Args is the job's argument array as JSON.
+	// Args is the job's argument array as JSON; for an ActiveJob job, its
+	// ActiveJob arguments decoded to plain JSON (ActiveJobWrapperClass).
 	Args json.RawMessage
 	// EnqueuedAt is when a resq Client enqueued it (zero for other producers).
 	EnqueuedAt time.Time
@@ -24,8 +27,12 @@ type Job struct {
 	Encrypted bool
 	// Signed is set when the worker verified the job's signature.
 	Signed bool
+	// ActiveJob is set for a job enqueued by Rails' Resque adapter and run
+	// by its job_class (nil in a ChildProcess handler).
+	ActiveJob *ActiveJobInfo
 
-	payload []byte
+	payload    []byte
+	railsShape bool // an ActiveJob enqueue: unsigned, the payload is Rails' {"class","args"} only
 	// elems are Args split into its elements by the worker's checks, so
 	// that a typed handler does not split them again; split is the Args
 	// they came from (middleware may replace Args).

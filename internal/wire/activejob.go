@@ -67,7 +67,9 @@ type ActiveJobError struct{ Reason string }
 
 func (e *ActiveJobError) Error() string { return "invalid ActiveJob payload: " + e.Reason }
 
-func ajErrorf(format string, a ...any) error { return &ActiveJobError{Reason: fmt.Sprintf(format, a...)} }
+func ajErrorf(format string, a ...any) error {
+	return &ActiveJobError{Reason: fmt.Sprintf(format, a...)}
+}
 
 // DecodeActiveJob reads a JobWrapper job's args (already split into
 // elements): exactly one JSON object with a non-empty string job_class and
