@@ -22,19 +22,28 @@ primary signing key; --encrypt also encrypts ARGS_JSON with its encryption
 key, so only a worker holding the keyring (and the job's handler) sees it.
 The payload limits refuse what a worker would refuse.
 
+With --activejob, CLASS is an ActiveJob class and the job is written as
+Rails' Resque adapter writes it (perform_later): class
+ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper, one argument holding
+ActiveJob's serialized job hash with ARGS_JSON as its arguments (objects get
+ActiveJob's "_aj_symbol_keys":[] marker), so that a Rails worker runs it.
+It cannot be combined with --encrypt.
+
 Examples:
   resq enqueue --queue mail SendWelcomeEmail '[{"user_id": 42}]'
   resq enqueue --queue default Cleanup
-  resq enqueue --keyring keys.json --encrypt --queue pay Charge '[{"card": "4111…"}]'`
+  resq enqueue --keyring keys.json --encrypt --queue pay Charge '[{"card": "4111…"}]'
+  resq enqueue --activejob --queue mailers WelcomeJob '[{"user_id": 42}]'`
 
 func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	fs := c.newFlags("enqueue", enqueueHelp).args(1, 2, "CLASS")
 	var queue, keyringPath string
-	var encrypt bool
+	var encrypt, activeJob bool
 	var lim limitFlags
 	fs.StringVar(&queue, "queue", "", "the `QUEUE` to push to (required)")
 	c.keyringFlag(fs, &keyringPath, "to sign the job with (and encrypt, with --encrypt)")
 	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the args with the keyring's encryption key (AES-256-GCM)")
+	fs.BoolVar(&activeJob, "activejob", false, "CLASS is an ActiveJob class: write the job as Rails' Resque adapter does, for a Rails worker")
 	var maxLen int64
 	fs.Int64Var(&maxLen, "max-queue-length", 0, "refuse to push when the queue already holds `N` jobs (checked and pushed atomically; 0: no cap)")
 	lim.register(fs, "refuse")
@@ -58,6 +67,9 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	}
 	if keyring.CanVerify() && !keyring.CanSign() {
 		return usagef("enqueue", "--keyring %s cannot sign (a workers' keyring made by 'resq keys public'?): workers would refuse its jobs as unsigned; producers use the keyring made by 'resq keys new'", keyringPath)
+	}
+	if encrypt && activeJob {
+		return usagef("enqueue", "--activejob cannot be combined with --encrypt: the Rails worker that runs the job cannot decrypt it")
 	}
 	if encrypt && keyring == nil {
 		return usagef("enqueue", "--encrypt needs --keyring FILE (or RESQ_KEYRING) with an encryption key (make one with: resq keys new --out FILE)")
@@ -86,7 +98,7 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt})
+	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt, ActiveJob: activeJob})
 	if errors.Is(err, resq.ErrQueueFull) {
 		n, _ := resq.NewAdmin(conn).QueueSize(ctx, queue)
 		return fmt.Errorf("queue %s is full (%d jobs, cap %d); the job was NOT enqueued (redis %s)", queue, max(n, maxLen), maxLen, conn)
@@ -96,7 +108,14 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	}
 	signed := keyring.CanSign()
 	if c.g.json {
-		return c.printJSON(map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size, "signed": signed, "encrypted": encrypt})
+		out := map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size, "signed": signed, "encrypted": encrypt}
+		if activeJob {
+			out["job_class"] = class
+		}
+		return c.printJSON(out)
+	}
+	if activeJob {
+		e.Class = class + " (via ActiveJob)"
 	}
 	var how []string
 	if signed {
