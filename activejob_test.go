@@ -287,3 +287,40 @@ func TestActiveJobWrapperHandlerSeesRaw(t *testing.T) {
 		t.Fatal("job did not run")
 	}
 }
+
+// WorkerConfig.ClassConcurrency caps ActiveJob jobs by their job_class.
+func TestActiveJobClassConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for range 6 {
+		if _, err := b.client.EnqueueActiveJob(ctx, "q", "ArchiveJob", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 3, PollInterval: 20 * time.Millisecond,
+		ClassConcurrency: map[string]int{"ArchiveJob": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var running, maxRunning, done int
+	w.HandleFunc("ArchiveJob", func(ctx context.Context, j *resq.Job) error {
+		mu.Lock()
+		running++
+		maxRunning = max(maxRunning, running)
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		running--
+		done++
+		mu.Unlock()
+		return nil
+	})
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "6 jobs", func() bool { mu.Lock(); defer mu.Unlock(); return done == 6 })
+	stop()
+	if maxRunning != 1 {
+		t.Fatalf("%d ActiveJob jobs of a job_class capped at 1 ran at once", maxRunning)
+	}
+}

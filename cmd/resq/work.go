@@ -20,6 +20,13 @@ RESQ_JOB_QUEUE and RESQ_JOB_ID in its environment. Exit status 0 is success;
 any other exit is a failure whose error is the tail of its stderr. Jobs of
 any other class become failures (Resq::UnknownJobClass) and never run.
 
+Jobs enqueued by Rails' Resque adapter (class
+ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper) run by their ActiveJob
+job_class: --exec WelcomeJob=PATH runs them with the ActiveJob arguments,
+decoded to plain JSON (symbol keys become plain keys, Symbol and Time values
+strings), on stdin, RESQ_JOB_CLASS=WelcomeJob and RESQ_JOB_ID set to
+ActiveJob's job_id. An unregistered job_class fails naming it.
+
 Go programs register typed handlers with the resq library instead.
 
 With --keyring FILE (or RESQ_KEYRING) holding signing keys, every job must
