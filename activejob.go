@@ -167,3 +167,16 @@ func (w *Worker) capClass(p wire.Payload) string {
 	}
 	return p.Class
 }
+
+// activeJobClassOf returns the job_class of decoded JobWrapper args, or
+// class when there is none.
+func activeJobClassOf(args any, class string) string {
+	if a, ok := args.([]any); ok && len(a) == 1 {
+		if m, ok := a[0].(map[string]any); ok {
+			if c, ok := m["job_class"].(string); ok && c != "" {
+				return c
+			}
+		}
+	}
+	return class
+}

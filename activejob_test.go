@@ -324,3 +324,27 @@ func TestActiveJobClassConcurrency(t *testing.T) {
 		t.Fatalf("%d ActiveJob jobs of a job_class capped at 1 ran at once", maxRunning)
 	}
 }
+
+type signup struct {
+	Email string `json:"email"`
+	Code  string `json:"code" resq:"secret"`
+}
+
+// The secret fields of an ActiveJob's argument type are hidden in views of
+// the JobWrapper job.
+func TestActiveJobArgsRedacted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if _, err := b.client.EnqueueActiveJob(ctx, "mail", "SignupJob", signup{Email: "a@example.com", Code: "777-secret-code"}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := b.admin.Peek(ctx, "mail", 0, 1)
+	if err != nil || len(jobs) != 1 {
+		t.Fatal(jobs, err)
+	}
+	args := string(jobs[0].Args)
+	if strings.Contains(args, "777-secret-code") || !strings.Contains(args, `"code":"[REDACTED]"`) || !strings.Contains(args, "a@example.com") {
+		t.Errorf("view args %s", args)
+	}
+}

@@ -72,6 +72,9 @@ func (r *Redactor) Args(class string, args json.RawMessage) json.RawMessage {
 	if dec.Decode(&v) != nil {
 		return json.RawMessage(`"` + Redacted + `"`)
 	}
+	if class == ActiveJobWrapperClass {
+		class = activeJobClassOf(v, class) // secret fields are registered under the job_class
+	}
 	changed := false
 	v = r.walk(class, v, &changed)
 	if !changed {

@@ -158,3 +158,31 @@ func TestActiveJobSerializeArgs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzActiveJobPlainArgs: on any input the decoder returns a JSON array or
+// an ActiveJobError, never panics, and plain output decodes to itself.
+func FuzzActiveJobPlainArgs(f *testing.F) {
+	for _, s := range []string{`[44,"masterbrew"]`, `[{"a":1,"_aj_symbol_keys":["a"]}]`, `[{"_aj_globalid":"gid://a/B/1"}]`,
+		`[{"_aj_serialized":"ActiveJob::Serializers::BigDecimalSerializer","value":"0.1e1"}]`, `[[{"_aj_serialized":"X"}]]`, `[`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := ActiveJobPlainArgs(in)
+		if err != nil {
+			var ae *ActiveJobError
+			if !errors.As(err, &ae) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		if !json.Valid(out) || out[0] != '[' {
+			t.Fatalf("output %q is not a JSON array", out)
+		}
+		// Plain JSON without ActiveJob's markers decodes to itself.
+		if !strings.Contains(string(out), "_aj_") {
+			if again, err := ActiveJobPlainArgs(out); err != nil || string(again) != string(out) {
+				t.Fatalf("not a fixed point: %s -> %s, %v", out, again, err)
+			}
+		}
+	})
+}
