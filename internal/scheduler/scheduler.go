@@ -114,8 +114,15 @@ func Permanent(err error) bool {
 func (s *Scheduler) Run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	subCtx, stopSub := context.WithCancel(ctx)
-	defer stopSub()
-	go s.listen(subCtx, wake)
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		s.listen(subCtx, wake)
+	}()
+	defer func() {
+		stopSub()
+		<-listening
+	}()
 	defer s.release()
 
 	backoff := time.Duration(0)
