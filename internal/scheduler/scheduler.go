@@ -252,10 +252,18 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 	if !s.master {
 		return nextRefresh, nil
 	}
+	emptied, lastMoved := int64(-1)<<62, 0
 	for {
 		ts, ok, err := s.store.NextDelayed(ctx)
 		if err != nil {
 			return time.Time{}, err
+		}
+		if ok && ts == emptied && lastMoved == 0 {
+			// The timestamp was emptied and removed, yet the schedule still
+			// leads with it: its member is not the integer Ruby writes
+			// ("1705314600.5", say), so no ZREM matches it. Do not spin.
+			s.log.Warn("scheduler: the schedule's first member does not name a delayed list; remove it by hand (ZREM)", "key", s.store.Keys.DelayedSchedule(), "due", ts)
+			return minTime(nextRefresh, time.Now().Add(s.cfg.Poll)), nil
 		}
 		now := s.redisNow()
 		if !ok || ts > now.Unix() {
@@ -265,7 +273,9 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 			}
 			return next, nil
 		}
-		if err := s.moveTimestamp(ctx, ts); err != nil {
+		emptied = ts
+		lastMoved, err = s.moveTimestamp(ctx, ts)
+		if err != nil {
 			if errors.Is(err, wire.ErrNotMaster) {
 				s.setMaster(false)
 				return time.Now(), nil // try the lock again at once
@@ -279,22 +289,25 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 }
 
 // moveTimestamp moves every item of the due timestamp ts, refreshing the
-// lock between steps of a long backlog.
-func (s *Scheduler) moveTimestamp(ctx context.Context, ts int64) error {
+// lock between steps of a long backlog. It returns the number of items moved
+// or failed.
+func (s *Scheduler) moveTimestamp(ctx context.Context, ts int64) (int, error) {
+	total := 0
 	o := wire.MoveOptions{Batch: s.cfg.Batch, ClassQueues: s.cfg.ClassQueues, Worker: s.cfg.Lock.Value}
 	for {
 		if err := s.refresh(ctx, false); err != nil {
-			return err
+			return total, err
 		}
 		if !s.master {
-			return nil
+			return total, nil
 		}
 		o.Now = s.redisNow()
 		start := time.Now()
 		r, err := s.store.MoveDue(ctx, s.cfg.Lock, ts, o)
 		if err != nil {
-			return err
+			return total, err
 		}
+		total += r.Moved + r.Failed
 		if r.Moved+r.Failed > 0 {
 			s.log.Debug("scheduler: delayed jobs moved", "due", ts, "moved", r.Moved, "failed", r.Failed, "duration", time.Since(start))
 		}
@@ -305,10 +318,10 @@ func (s *Scheduler) moveTimestamp(ctx context.Context, ts int64) error {
 			s.cfg.MovedFunc(ts, r)
 		}
 		if r.Empty {
-			return nil
+			return total, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return total, ctx.Err()
 		}
 	}
 }

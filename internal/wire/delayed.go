@@ -242,13 +242,27 @@ type DelayedTimestamp struct {
 }
 
 // NextDelayed returns the earliest timestamp of the schedule (ZRANGE 0 0
-// WITHSCORES); ok is false when the schedule is empty.
+// WITHSCORES); ok is false when the schedule is empty. A member that is not
+// the decimal integer every producer writes ("1705314600.5", say) would
+// never be removed by the move's ZREM and would block the schedule: it is
+// replaced by the integer of its score (the list it names is the same).
 func (s *Store) NextDelayed(ctx context.Context) (ts int64, ok bool, err error) {
 	zs, err := s.rdb.ZRangeWithScores(ctx, s.Keys.DelayedSchedule(), 0, 0).Result()
 	if err != nil || len(zs) == 0 {
 		return 0, false, err
 	}
-	return memberTS(zs[0]), true, nil
+	ts = memberTS(zs[0])
+	if m, _ := zs[0].Member.(string); m != strconv.FormatInt(ts, 10) {
+		_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, s.Keys.DelayedSchedule(), m)
+			p.ZAdd(ctx, s.Keys.DelayedSchedule(), redis.Z{Score: float64(ts), Member: strconv.FormatInt(ts, 10)})
+			return nil
+		})
+		if err != nil {
+			return 0, false, err
+		}
+	}
+	return ts, true, nil
 }
 
 // memberTS reads a schedule member as Ruby does (the member's integer
@@ -257,6 +271,9 @@ func memberTS(z redis.Z) int64 {
 	if m, ok := z.Member.(string); ok {
 		if n, err := strconv.ParseInt(m, 10, 64); err == nil {
 			return n
+		}
+		if f, err := strconv.ParseFloat(m, 64); err == nil {
+			return int64(f) // Ruby's to_i truncates
 		}
 	}
 	return int64(z.Score)

@@ -385,3 +385,24 @@ func TestSchedulerLock(t *testing.T) {
 		})
 	}
 }
+
+// A schedule member that is not a decimal integer is normalised, so the
+// move's ZREM can remove it and it does not block later timestamps.
+func TestNextDelayedOddMember(t *testing.T) {
+	t.Parallel()
+	s, srv := newStore(t)
+	srv.Do(t, "ZADD", "resque:delayed_queue_schedule", "100", "100.5", "200", "200")
+	srv.Do(t, "RPUSH", "resque:delayed:100", tv15Item)
+	srv.Do(t, "SET", testLock.Key, testLock.Value)
+	ts, ok, err := s.NextDelayed(bg)
+	if err != nil || !ok || ts != 100 {
+		t.Fatalf("NextDelayed = %d %v %v", ts, ok, err)
+	}
+	expect(t, srv, "100\n200", "ZRANGE", "resque:delayed_queue_schedule", "0", "-1")
+	if r, err := s.MoveDue(bg, testLock, 100, wire.MoveOptions{}); err != nil || r.Moved != 1 || !r.Empty {
+		t.Fatalf("MoveDue = %+v, %v", r, err)
+	}
+	if ts, _, _ := s.NextDelayed(bg); ts != 200 {
+		t.Errorf("next = %d, want 200", ts)
+	}
+}
