@@ -269,3 +269,18 @@ func TestKillStorm(t *testing.T) {
 		})
 	}
 }
+
+// A refused permission is returned, not retried forever.
+func TestPermanentErrorReturned(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	srv.Do(t, "ACL", "SETUSER", "narrow", "on", ">pw", "~other:*", "&*", "+@all")
+	rdb := client(t, srv, "narrow")
+	sch := scheduler.New(wire.NewStore(rdb, "perm"), scheduler.Config{Lock: lockFor("perm", "h:1"), Logger: quiet})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := sch.Run(ctx)
+	if err == nil || !scheduler.Permanent(err) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Run = %v; want the NOPERM error", err)
+	}
+}
