@@ -110,7 +110,7 @@ func NewScheduler(conn *Conn, cfg SchedulerConfig) (*Scheduler, error) {
 		ClassQueues: cfg.ClassQueues,
 		Logger:      cfg.Logger,
 		MasterFunc:  func(m bool) { r.master.Store(m) },
-		MovedFunc: func(_ int64, m wire.MoveResult) {
+		MovedFunc: func(m wire.MoveResult) {
 			r.moved.Add(int64(m.Moved))
 			r.failed.Add(int64(m.Failed))
 		},

@@ -53,7 +53,7 @@ type Config struct {
 	// Logger receives master changes, moves and errors.
 	Logger *slog.Logger
 	// MovedFunc, when set, is called after each move step.
-	MovedFunc func(ts int64, r wire.MoveResult)
+	MovedFunc func(r wire.MoveResult)
 	// MasterFunc, when set, is called when mastership changes.
 	MasterFunc func(master bool)
 }
@@ -242,28 +242,24 @@ func (s *Scheduler) setMaster(ok bool) {
 	}
 }
 
-// step refreshes the lock if due and, as master, moves every due
-// timestamp. It returns when to run again.
+// step refreshes the lock if due and, as master, moves everything due, a
+// batch per atomic step (over as many timestamps as the batch holds),
+// refreshing the lock between steps of a long backlog. It returns when to
+// run again.
 func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 	if err := s.refresh(ctx, !s.master); err != nil {
 		return time.Time{}, err
 	}
-	nextRefresh := s.lastRefresh.Add(s.cfg.Refresh)
 	if !s.master {
-		return nextRefresh, nil
+		return s.lastRefresh.Add(s.cfg.Refresh), nil
 	}
-	emptied, lastMoved := int64(-1)<<62, 0
+	o := wire.MoveOptions{Batch: s.cfg.Batch, ClassQueues: s.cfg.ClassQueues, Worker: s.cfg.Lock.Value}
+	stuck := 0
 	for {
+		nextRefresh := s.lastRefresh.Add(s.cfg.Refresh)
 		ts, ok, err := s.store.NextDelayed(ctx)
 		if err != nil {
 			return time.Time{}, err
-		}
-		if ok && ts == emptied && lastMoved == 0 {
-			// The timestamp was emptied and removed, yet the schedule still
-			// leads with it: its member is not the integer Ruby writes
-			// ("1705314600.5", say), so no ZREM matches it. Do not spin.
-			s.log.Warn("scheduler: the schedule's first member does not name a delayed list; remove it by hand (ZREM)", "key", s.store.Keys.DelayedSchedule(), "due", ts)
-			return minTime(nextRefresh, time.Now().Add(s.cfg.Poll)), nil
 		}
 		now := s.redisNow()
 		if !ok || ts > now.Unix() {
@@ -273,55 +269,44 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 			}
 			return next, nil
 		}
-		emptied = ts
-		lastMoved, err = s.moveTimestamp(ctx, ts)
+		o.Now = now
+		start := time.Now()
+		r, err := s.store.MoveDueUpTo(ctx, s.cfg.Lock, now.Unix(), o)
+		if errors.Is(err, wire.ErrNotMaster) {
+			s.setMaster(false)
+			return time.Now(), nil // try the lock again at once
+		}
 		if err != nil {
-			if errors.Is(err, wire.ErrNotMaster) {
-				s.setMaster(false)
-				return time.Now(), nil // try the lock again at once
-			}
+			return time.Time{}, err
+		}
+		if r.Moved+r.Failed > 0 {
+			s.log.Debug("scheduler: delayed jobs moved", "first_due", ts, "timestamps", r.Timestamps, "moved", r.Moved, "failed", r.Failed, "duration", time.Since(start))
+		}
+		if r.Failed > 0 {
+			s.log.Warn("scheduler: delayed items could not be enqueued and became failure records", "first_due", ts, "count", r.Failed)
+		}
+		if s.cfg.MovedFunc != nil {
+			s.cfg.MovedFunc(r)
+		}
+		if r.Moved+r.Failed == 0 && r.Emptied == 0 {
+			stuck++
+		} else {
+			stuck = 0
+		}
+		if stuck >= 3 {
+			// A due timestamp leads the schedule, yet steps find nothing
+			// to move or remove: do not spin on it.
+			s.log.Warn("scheduler: a due timestamp could not be moved or removed; retrying after the poll interval", "key", s.store.Keys.DelayedSchedule(), "due", ts)
+			return minTime(nextRefresh, time.Now().Add(s.cfg.Poll)), nil
+		}
+		if err := s.refresh(ctx, false); err != nil {
 			return time.Time{}, err
 		}
 		if !s.master {
 			return time.Now(), nil
 		}
-	}
-}
-
-// moveTimestamp moves every item of the due timestamp ts, refreshing the
-// lock between steps of a long backlog. It returns the number of items moved
-// or failed.
-func (s *Scheduler) moveTimestamp(ctx context.Context, ts int64) (int, error) {
-	total := 0
-	o := wire.MoveOptions{Batch: s.cfg.Batch, ClassQueues: s.cfg.ClassQueues, Worker: s.cfg.Lock.Value}
-	for {
-		if err := s.refresh(ctx, false); err != nil {
-			return total, err
-		}
-		if !s.master {
-			return total, nil
-		}
-		o.Now = s.redisNow()
-		start := time.Now()
-		r, err := s.store.MoveDue(ctx, s.cfg.Lock, ts, o)
-		if err != nil {
-			return total, err
-		}
-		total += r.Moved + r.Failed
-		if r.Moved+r.Failed > 0 {
-			s.log.Debug("scheduler: delayed jobs moved", "due", ts, "moved", r.Moved, "failed", r.Failed, "duration", time.Since(start))
-		}
-		if r.Failed > 0 {
-			s.log.Warn("scheduler: delayed items could not be enqueued and became failure records", "due", ts, "count", r.Failed)
-		}
-		if s.cfg.MovedFunc != nil {
-			s.cfg.MovedFunc(ts, r)
-		}
-		if r.Empty {
-			return total, nil
-		}
 		if ctx.Err() != nil {
-			return total, ctx.Err()
+			return time.Now(), nil
 		}
 	}
 }

@@ -480,9 +480,12 @@ type Lock struct {
 type MoveResult struct {
 	Moved  int // items pushed to their queues
 	Failed int // items that became failure records (no queue, not a job)
-	// Empty is set when the timestamp holds no more items and was removed
-	// from the schedule.
+	// Empty is set when every timestamp the step took holds no more items
+	// and was removed from the schedule.
 	Empty bool
+	// Timestamps is the number of timestamps the step took; Emptied, how
+	// many of them it removed.
+	Timestamps, Emptied int
 }
 
 // MoveOptions configure MoveDue.
@@ -553,83 +556,214 @@ func (s *Store) MoveDue(ctx context.Context, lock Lock, ts int64, o MoveOptions)
 	if o.Batch <= 0 {
 		o.Batch = 1000
 	}
-	for range 20 {
+	return s.move(ctx, lock, o, func() ([]moveList, error) {
 		raws, err := s.rdb.LRange(ctx, s.Keys.Delayed(ts), 0, int64(o.Batch-1)).Result()
 		if err != nil {
+			return nil, err
+		}
+		return []moveList{{ts: ts, items: s.planMove(raws, o)}}, nil
+	})
+}
+
+// MoveDueUpTo moves due items of every timestamp up to and including upTo,
+// oldest first, up to o.Batch items (or 1000 timestamps) in one atomic
+// step, as MoveDue does for one timestamp: a backlog spread over many
+// seconds (a scheduler outage) moves as fast as one second's backlog.
+// Timestamps is the number of timestamps the step visited; zero means
+// nothing was due.
+func (s *Store) MoveDueUpTo(ctx context.Context, lock Lock, upTo int64, o MoveOptions) (MoveResult, error) {
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	return s.move(ctx, lock, o, func() ([]moveList, error) {
+		zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.Keys.DelayedSchedule(), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(upTo, 10), Count: int64(min(o.Batch, 1000)),
+		}).Result()
+		if err != nil || len(zs) == 0 {
+			return nil, err
+		}
+		if err := s.normalizeMembers(ctx, zs); err != nil {
+			return nil, err
+		}
+		lens := make([]*redis.IntCmd, len(zs))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, z := range zs {
+				lens[i] = p.LLen(ctx, s.Keys.Delayed(memberTS(z)))
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		// Whole timestamps within the item budget, and at least one.
+		lists := make([]moveList, 0, len(zs))
+		budget := o.Batch
+		ranges := make([]*redis.StringSliceCmd, 0, len(zs))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, z := range zs {
+				n := int(lens[i].Val())
+				if i > 0 && n > budget {
+					break
+				}
+				take := min(n, max(budget, 0))
+				if i == 0 {
+					take = min(n, o.Batch)
+				}
+				budget -= take
+				lists = append(lists, moveList{ts: memberTS(z)})
+				ranges = append(ranges, p.LRange(ctx, s.Keys.Delayed(memberTS(z)), 0, int64(take)-1))
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for i, r := range ranges {
+			raws := r.Val()
+			if lens[i].Val() == 0 {
+				raws = nil // LRANGE 0 -1 of an empty list
+			}
+			lists[i].items = s.planMove(raws, o)
+		}
+		return lists, nil
+	})
+}
+
+// normalizeMembers replaces schedule members that are not decimal
+// integers by the integer of their value (see NextDelayed).
+func (s *Store) normalizeMembers(ctx context.Context, zs []redis.Z) error {
+	for _, z := range zs {
+		ts := memberTS(z)
+		if m, _ := z.Member.(string); m != strconv.FormatInt(ts, 10) {
+			if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.ZRem(ctx, s.Keys.DelayedSchedule(), m)
+				p.ZAdd(ctx, s.Keys.DelayedSchedule(), redis.Z{Score: float64(ts), Member: strconv.FormatInt(ts, 10)})
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// moveList is the part of one delayed:<ts> list a move step takes: the
+// items at its head.
+type moveList struct {
+	ts    int64
+	items []moveItem
+}
+
+// move runs move steps: read (the lists' heads and what to do with each
+// item), then the atomic step, again while a list changed in between.
+func (s *Store) move(ctx context.Context, lock Lock, o MoveOptions, read func() ([]moveList, error)) (MoveResult, error) {
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	for range 20 {
+		lists, err := read()
+		if err != nil || len(lists) == 0 {
 			return MoveResult{}, err
 		}
-		items := s.planMove(raws, o)
 		var ok bool
 		var res MoveResult
 		if s.plain.Load() {
-			res, ok, err = s.movePlain(ctx, lock, ts, items)
+			res, ok, err = s.movePlain(ctx, lock, lists)
 		} else {
-			res, ok, err = s.moveScripted(ctx, lock, ts, items)
+			res, ok, err = s.moveScripted(ctx, lock, lists)
 			if s.scriptRefused(err) {
-				res, ok, err = s.movePlain(ctx, lock, ts, items)
+				res, ok, err = s.movePlain(ctx, lock, lists)
 			}
 		}
 		if err != nil || ok {
 			return res, err
 		}
-		// The list changed between the read and the step (a producer, a
+		// A list changed between the read and the step (a producer, a
 		// removal or another mover): read again.
 	}
-	return MoveResult{}, fmt.Errorf("moving delayed:%d: the list kept changing during 20 attempts; will retry", ts)
+	return MoveResult{}, errors.New("moving due delayed jobs: the lists kept changing during 20 attempts; will retry")
 }
 
-func countMove(items []moveItem) MoveResult {
-	var r MoveResult
-	for _, it := range items {
-		if it.queue == "" {
-			r.Failed++
-		} else {
-			r.Moved++
+func countMove(lists []moveList) MoveResult {
+	r := MoveResult{Timestamps: len(lists)}
+	for _, l := range lists {
+		for _, it := range l.items {
+			if it.queue == "" {
+				r.Failed++
+			} else {
+				r.Moved++
+			}
 		}
 	}
 	return r
 }
 
-// moveScript: KEYS[1] = the lock, KEYS[2] = delayed:<ts>, KEYS[3] =
-// delayed_queue_schedule, KEYS[4] = queues, then per item its target list
-// and its timestamps:<item> key. ARGV[1] = the lock value, ARGV[2] =
-// "delayed:<ts>", ARGV[3] = <ts>, then per item the item, the payload to
-// push and the queue name ("" for the failed list).
-// Returns {-1} when the lock is not ours, {-2} when the list head is not
-// the items, else {n, empty}.
+// moveScript: KEYS[1] = the lock, KEYS[2] = delayed_queue_schedule, KEYS[3]
+// = queues, KEYS[3+j] = delayed:<ts_j> for each of the L lists, then per
+// item (grouped by list, in order) its target list and its
+// timestamps:<item> key. ARGV[1] = the lock value, ARGV[2] = L, then per
+// list its <ts> and item count, then per item the item, the payload to push
+// and the queue name ("" for the failed list).
+// Returns {-1} when the lock is not ours, {-2} when a list head is not the
+// items read, else {items moved, lists emptied}.
 var moveScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
-local n = (#KEYS - 4) / 2
-if n > 0 then
-  local head = redis.call('LRANGE', KEYS[2], 0, n - 1)
-  if #head ~= n then return {-2} end
-  for i = 1, n do
-    if head[i] ~= ARGV[1 + 3 * i] then return {-2} end
+local L = tonumber(ARGV[2])
+local a = 3 + 2 * L
+local k = 4 + L
+local pos = a
+for j = 1, L do
+  local c = tonumber(ARGV[2 + 2 * j])
+  if c > 0 then
+    local head = redis.call('LRANGE', KEYS[3 + j], 0, c - 1)
+    if #head ~= c then return {-2} end
+    for i = 1, c do
+      if head[i] ~= ARGV[pos + 3 * (i - 1)] then return {-2} end
+    end
   end
-  for i = 1, n do
-    local q = ARGV[3 + 3 * i]
-    redis.call('SREM', KEYS[4 + 2 * i], ARGV[2])
-    if q ~= '' then redis.call('SADD', KEYS[4], q) end
-    redis.call('RPUSH', KEYS[3 + 2 * i], ARGV[2 + 3 * i])
+  pos = pos + 3 * c
+end
+local item = 0
+local emptied = 0
+for j = 1, L do
+  local ts = ARGV[1 + 2 * j]
+  local c = tonumber(ARGV[2 + 2 * j])
+  local member = 'delayed:' .. ts
+  for i = 1, c do
+    local ai = a + 3 * item
+    local ki = k + 2 * item
+    redis.call('SREM', KEYS[ki + 1], member)
+    local q = ARGV[ai + 2]
+    if q ~= '' then redis.call('SADD', KEYS[3], q) end
+    redis.call('RPUSH', KEYS[ki], ARGV[ai + 1])
+    item = item + 1
   end
-  redis.call('LTRIM', KEYS[2], n, -1)
+  if c > 0 then redis.call('LTRIM', KEYS[3 + j], c, -1) end
+  if redis.call('LLEN', KEYS[3 + j]) == 0 then
+    redis.call('DEL', KEYS[3 + j])
+    redis.call('ZREM', KEYS[2], ts)
+    emptied = emptied + 1
+  end
 end
-if redis.call('LLEN', KEYS[2]) == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[3])
-  return {n, 1}
-end
-return {n, 0}
+return {item, emptied}
 `)
 
-func (s *Store) moveScripted(ctx context.Context, lock Lock, ts int64, items []moveItem) (MoveResult, bool, error) {
-	keys := make([]string, 0, 4+2*len(items))
-	keys = append(keys, lock.Key, s.Keys.Delayed(ts), s.Keys.DelayedSchedule(), s.Keys.Queues())
-	args := make([]any, 0, 3+3*len(items))
-	args = append(args, lock.Value, DelayedMember(ts), strconv.FormatInt(ts, 10))
-	for _, it := range items {
-		keys = append(keys, it.target, it.idx)
-		args = append(args, it.raw, it.push, it.queue)
+func (s *Store) moveScripted(ctx context.Context, lock Lock, lists []moveList) (MoveResult, bool, error) {
+	n := 0
+	for _, l := range lists {
+		n += len(l.items)
+	}
+	keys := make([]string, 0, 3+len(lists)+2*n)
+	keys = append(keys, lock.Key, s.Keys.DelayedSchedule(), s.Keys.Queues())
+	args := make([]any, 0, 2+2*len(lists)+3*n)
+	args = append(args, lock.Value, len(lists))
+	for _, l := range lists {
+		keys = append(keys, s.Keys.Delayed(l.ts))
+		args = append(args, strconv.FormatInt(l.ts, 10), len(l.items))
+	}
+	for _, l := range lists {
+		for _, it := range l.items {
+			keys = append(keys, it.target, it.idx)
+			args = append(args, it.raw, it.push, it.queue)
+		}
 	}
 	v, err := moveScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
 	if err != nil {
@@ -643,17 +777,22 @@ func (s *Store) moveScripted(ctx context.Context, lock Lock, ts int64, items []m
 	case len(v) != 2:
 		return MoveResult{}, false, fmt.Errorf("move script returned %v", v)
 	}
-	r := countMove(items)
-	r.Empty = v[1] == 1
+	r := countMove(lists)
+	r.Emptied = int(v[1])
+	r.Empty = r.Emptied == len(lists)
 	return r, true, nil
 }
 
-// movePlain is the move without scripts: WATCH the lock and the list, check
-// the lock's value and the list head, then one MULTI with the same commands
-// as the script. A change of either key (including the lock's expiry)
-// aborts the EXEC.
-func (s *Store) movePlain(ctx context.Context, lock Lock, ts int64, items []moveItem) (MoveResult, bool, error) {
-	key := s.Keys.Delayed(ts)
+// movePlain is the move without scripts: WATCH the lock and the lists,
+// check the lock's value and the lists' heads, then one MULTI with the same
+// commands as the script. A change of any of them (including the lock's
+// expiry) aborts the EXEC.
+func (s *Store) movePlain(ctx context.Context, lock Lock, lists []moveList) (MoveResult, bool, error) {
+	watch := make([]string, 0, 1+len(lists))
+	watch = append(watch, lock.Key)
+	for _, l := range lists {
+		watch = append(watch, s.Keys.Delayed(l.ts))
+	}
 	var res MoveResult
 	done := false
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -664,41 +803,58 @@ func (s *Store) movePlain(ctx context.Context, lock Lock, ts int64, items []move
 		if v != lock.Value {
 			return ErrNotMaster
 		}
-		head, err := tx.LRange(ctx, key, 0, int64(len(items))).Result()
-		if err != nil {
+		heads := make([]*redis.StringSliceCmd, len(lists))
+		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, l := range lists {
+				heads[j] = p.LRange(ctx, s.Keys.Delayed(l.ts), 0, int64(len(l.items)))
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
-		if len(head) < len(items) {
-			return nil
-		}
-		for i, it := range items {
-			if head[i] != string(it.raw) {
+		empty := make([]bool, len(lists))
+		for j, l := range lists {
+			head := heads[j].Val()
+			if len(head) < len(l.items) {
 				return nil
 			}
-		}
-		empty := len(head) == len(items)
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, it := range items {
-				p.SRem(ctx, it.idx, DelayedMember(ts))
-				if it.queue != "" {
-					p.SAdd(ctx, s.Keys.Queues(), it.queue)
+			for i, it := range l.items {
+				if head[i] != string(it.raw) {
+					return nil
 				}
-				p.RPush(ctx, it.target, it.push)
 			}
-			if empty {
-				p.Del(ctx, key)
-				p.ZRem(ctx, s.Keys.DelayedSchedule(), strconv.FormatInt(ts, 10))
-			} else if len(items) > 0 {
-				p.LTrim(ctx, key, int64(len(items)), -1)
+			empty[j] = len(head) == len(l.items)
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for j, l := range lists {
+				key := s.Keys.Delayed(l.ts)
+				for _, it := range l.items {
+					p.SRem(ctx, it.idx, DelayedMember(l.ts))
+					if it.queue != "" {
+						p.SAdd(ctx, s.Keys.Queues(), it.queue)
+					}
+					p.RPush(ctx, it.target, it.push)
+				}
+				if empty[j] {
+					p.Del(ctx, key)
+					p.ZRem(ctx, s.Keys.DelayedSchedule(), strconv.FormatInt(l.ts, 10))
+				} else if len(l.items) > 0 {
+					p.LTrim(ctx, key, int64(len(l.items)), -1)
+				}
 			}
 			return nil
 		})
 		if err == nil {
-			res, done = countMove(items), true
-			res.Empty = empty
+			res, done = countMove(lists), true
+			for _, e := range empty {
+				if e {
+					res.Emptied++
+				}
+			}
+			res.Empty = res.Emptied == len(lists)
 		}
 		return err
-	}, lock.Key, key)
+	}, watch...)
 	if errors.Is(err, redis.TxFailedErr) {
 		return MoveResult{}, false, nil
 	}

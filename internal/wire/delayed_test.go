@@ -406,3 +406,52 @@ func TestNextDelayedOddMember(t *testing.T) {
 		t.Errorf("next = %d, want 200", ts)
 	}
 }
+
+// MoveDueUpTo moves many due timestamps per step, oldest first, whole
+// timestamps within the batch, and leaves later ones alone.
+func TestMoveDueUpTo(t *testing.T) {
+	t.Parallel()
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprint("plain=", plain), func(t *testing.T) {
+			t.Parallel()
+			s, srv := newStore(t)
+			if plain {
+				s.UsePlainCommands()
+			}
+			srv.Do(t, "SET", testLock.Key, testLock.Value)
+			var push []wire.DelayedPush
+			for i := range 30 {
+				push = append(push, wire.DelayedPush{TS: 100 + int64(i%10), Item: wire.RubyDelayedItem("J", json.RawMessage(fmt.Sprintf("[%d]", i)), "q")})
+			}
+			push = append(push, wire.DelayedPush{TS: 500, Item: wire.RubyDelayedItem("Later", nil, "q")})
+			s.PushDelayed(bg, push)
+			srv.Do(t, "ZADD", "resque:delayed_queue_schedule", "105.5", "105.5") // odd member, no list
+			srv.Do(t, "ZADD", "resque:delayed_queue_schedule", "99", "99")       // emptied by a removal
+			steps := 0
+			for {
+				r, err := s.MoveDueUpTo(bg, testLock, 200, wire.MoveOptions{Batch: 7})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Timestamps == 0 {
+					break
+				}
+				if r.Moved > 7 && r.Timestamps > 1 {
+					t.Errorf("step over the batch: %+v", r)
+				}
+				steps++
+			}
+			if steps < 5 || steps > 12 {
+				t.Errorf("%d steps", steps)
+			}
+			got := strings.Split(srv.Do(t, "LRANGE", "resque:queue:q", "0", "-1"), "\n")
+			if len(got) != 30 || got[0] != `{"class":"J","args":[0]}` || got[3] != `{"class":"J","args":[1]}` {
+				t.Errorf("queue = %v", got)
+			}
+			expect(t, srv, "500", "ZRANGE", "resque:delayed_queue_schedule", "0", "-1")
+			if _, err := s.MoveDueUpTo(bg, wire.Lock{Key: testLock.Key, Value: "other"}, 1000, wire.MoveOptions{}); !errors.Is(err, wire.ErrNotMaster) {
+				t.Errorf("fence: %v", err)
+			}
+		})
+	}
+}
