@@ -276,6 +276,10 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 			s.setMaster(false)
 			return time.Now(), nil // try the lock again at once
 		}
+		if errors.Is(err, wire.ErrMoveContended) {
+			s.log.Debug("scheduler: due lists changed during every move attempt; trying again", "first_due", ts)
+			return time.Now().Add(10 * time.Millisecond), nil
+		}
 		if err != nil {
 			return time.Time{}, err
 		}

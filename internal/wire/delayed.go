@@ -679,8 +679,13 @@ func (s *Store) move(ctx context.Context, lock Lock, o MoveOptions, read func() 
 		// A list changed between the read and the step (a producer, a
 		// removal or another mover): read again.
 	}
-	return MoveResult{}, errors.New("moving due delayed jobs: the lists kept changing during 20 attempts; will retry")
+	return MoveResult{}, ErrMoveContended
 }
+
+// ErrMoveContended is returned by a move whose lists changed between every
+// read and step of 20 attempts (other movers or producers on the same
+// lists); nothing moved, and trying again later is safe.
+var ErrMoveContended = errors.New("moving due delayed jobs: the lists kept changing during 20 attempts; will retry")
 
 func countMove(lists []moveList) MoveResult {
 	r := MoveResult{Timestamps: len(lists)}
