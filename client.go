@@ -122,6 +122,10 @@ type EnqueueParams struct {
 	RawArgs json.RawMessage
 	// Encrypt encrypts the args with the Keyring's encryption primary.
 	Encrypt bool
+	// At, when after the current second, delays the job until then: it
+	// goes to resque-scheduler's delayed queue and a Scheduler moves it to
+	// Queue when due (see EnqueueAt). Zero or past: enqueue now.
+	At time.Time
 }
 
 // EnqueueWith pushes one job described by p; it returns what Enqueue
@@ -184,7 +188,9 @@ func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 	if encrypt && !c.cfg.Keyring.CanEncrypt() {
 		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
 	}
-	return &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.NowFunc(), Encrypted: encrypt}, nil
+	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: c.cfg.NowFunc(), Encrypted: encrypt}
+	c.prepareDelay(job, p.At)
+	return job, nil
 }
 
 // BatchResult is the outcome of one job of EnqueueBatch.
@@ -209,7 +215,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []EnqueueParams) ([]Batc
 		if err := c.encode(job); err != nil {
 			return err
 		}
-		if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
+		if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 && job.at.IsZero() {
 			return c.pushOne(ctx, job)
 		}
 		pending = append(pending, job)
@@ -236,11 +242,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []EnqueueParams) ([]Batc
 		}
 	}
 	if len(pending) > 0 {
-		items := make([]wire.QueuedPayload, len(pending))
-		for i, j := range pending {
-			items[i] = wire.QueuedPayload{Queue: j.Queue, Payload: j.payload}
-		}
-		errs := c.store.PushMany(ctx, items)
+		errs := c.pushPending(ctx, pending)
 		for k, j := range pending {
 			i := idx[k]
 			if errs[k] != nil {
@@ -276,12 +278,15 @@ func (c *Client) encode(job *Job) error {
 		}
 		np.Args, np.Envelope = sealed.Args, sealed.Envelope
 	}
-	job.payload = np.Encode()
+	job.payload = encodeJob(job, np)
 	return c.cfg.Limits.envelope().CheckSize(len(job.payload))
 }
 
 // pushOne writes one encoded job to Redis.
 func (c *Client) pushOne(ctx context.Context, job *Job) error {
+	if !job.at.IsZero() {
+		return c.pushDelayed(ctx, job)
+	}
 	if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
 		n, pushed, err := c.store.PushCapped(ctx, job.Queue, job.payload, limit)
 		if err != nil {

@@ -26,6 +26,8 @@ type Job struct {
 	Signed bool
 
 	payload []byte
+	// at is the due time of a delayed job (zero: enqueue now).
+	at time.Time
 	// elems are Args split into its elements by the worker's checks, so
 	// that a typed handler does not split them again; split is the Args
 	// they came from (middleware may replace Args).

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/resq-go/resq"
 )
@@ -22,9 +23,16 @@ primary signing key; --encrypt also encrypts ARGS_JSON with its encryption
 key, so only a worker holding the keyring (and the job's handler) sees it.
 The payload limits refuse what a worker would refuse.
 
+With --in D or --at TIME the job is delayed: it is stored in
+resque-scheduler's delayed queue and a scheduler (resq scheduler, resq work,
+or Ruby's resque-scheduler) moves it to Q when due. A time in the current
+second or before enqueues it now.
+
 Examples:
   resq enqueue --queue mail SendWelcomeEmail '[{"user_id": 42}]'
   resq enqueue --queue default Cleanup
+  resq enqueue --in 10m --queue mail SendReminder '[42]'
+  resq enqueue --at 2027-01-01T09:00:00Z --queue mail NewYear
   resq enqueue --keyring keys.json --encrypt --queue pay Charge '[{"card": "4111…"}]'`
 
 func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
@@ -38,12 +46,18 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	var maxLen int64
 	fs.Int64Var(&maxLen, "max-queue-length", 0, "refuse to push when the queue already holds `N` jobs (checked and pushed atomically; 0: no cap)")
 	lim.register(fs, "refuse")
+	var delay delayFlags
+	delay.register(fs)
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if queue == "" {
 		return usagef("enqueue", "missing --queue Q (usage: resq enqueue --queue Q CLASS [ARGS_JSON])")
+	}
+	at, err := delay.when("enqueue", time.Now())
+	if err != nil {
+		return err
 	}
 	if maxLen < 0 {
 		return usagef("enqueue", "--max-queue-length must not be negative")
@@ -86,7 +100,7 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt})
+	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt, At: at})
 	if errors.Is(err, resq.ErrQueueFull) {
 		n, _ := resq.NewAdmin(conn).QueueSize(ctx, queue)
 		return fmt.Errorf("queue %s is full (%d jobs, cap %d); the job was NOT enqueued (redis %s)", queue, max(n, maxLen), maxLen, conn)
@@ -95,8 +109,13 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w; %s (redis %s)", err, notEnqueuedHint(err), conn)
 	}
 	signed := keyring.CanSign()
+	delayed := at.Unix() > time.Now().Unix()
 	if c.g.json {
-		return c.printJSON(map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size, "signed": signed, "encrypted": encrypt})
+		out := map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size, "signed": signed, "encrypted": encrypt}
+		if delayed {
+			out["at"] = time.Unix(at.Unix(), 0).UTC()
+		}
+		return c.printJSON(out)
 	}
 	var how []string
 	if signed {
@@ -108,6 +127,10 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	suffix := ""
 	if len(how) > 0 {
 		suffix = " (" + strings.Join(how, ", ") + ")"
+	}
+	if delayed {
+		fmt.Fprintf(c.stdout, "delayed %s for %s until %s%s\n", e.Class, e.Queue, time.Unix(at.Unix(), 0).UTC().Format(time.RFC3339), suffix)
+		return nil
 	}
 	fmt.Fprintf(c.stdout, "enqueued %s to %s id=%s%s\n", e.Class, e.Queue, e.ID, suffix)
 	return nil
