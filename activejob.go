@@ -73,7 +73,8 @@ func (w *Worker) unwrapActiveJob(elems []json.RawMessage) (*ActiveJobInfo, json.
 // EnqueueActiveJob pushes a job for a Rails worker to run as an ActiveJob
 // of class jobClass with args, exactly as Rails' Resque adapter writes it
 // (perform_later): see EnqueueParams.ActiveJob. The returned ID is the
-// job's ActiveJob job_id.
+// job's ActiveJob job_id. For set(wait_until:), use EnqueueWith with
+// ActiveJob and At.
 func (c *Client) EnqueueActiveJob(ctx context.Context, queue, jobClass string, args ...any) (*Enqueued, error) {
 	return c.EnqueueWith(ctx, EnqueueParams{Queue: queue, Class: jobClass, Args: args, ActiveJob: true})
 }
@@ -116,8 +117,10 @@ func (c *Client) activeJobParams(ctx context.Context, p EnqueueParams, now time.
 		return p, "", fmt.Errorf("enqueue ActiveJob %s to queue %s: %w: %v", class, queue, ErrInvalidArgs, err)
 	}
 	id := newUUID()
-	// A delayed enqueue sets wrapped.ScheduledAt to its due time.
 	wrapped := wire.NewActiveJob{JobClass: class, JobID: id, QueueName: queue, Arguments: serialized, EnqueuedAt: now}
+	if !p.At.IsZero() && p.At.Unix() > now.Unix() { // delayed (prepareDelay): Rails' set(wait_until:)
+		wrapped.ScheduledAt = p.At
+	}
 	p.Class, p.Args, p.RawArgs, p.ActiveJob = ActiveJobWrapperClass, nil, wrapped.EncodeArgs(), false
 	return p, id, nil
 }

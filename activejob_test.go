@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -346,5 +347,69 @@ func TestActiveJobArgsRedacted(t *testing.T) {
 	args := string(jobs[0].Args)
 	if strings.Contains(args, "777-secret-code") || !strings.Contains(args, `"code":"[REDACTED]"`) || !strings.Contains(args, "a@example.com") {
 		t.Errorf("view args %s", args)
+	}
+}
+
+// Delayed ActiveJobs: one as Rails writes it for set(wait:) (a
+// resque-scheduler item, class JobWrapper, scheduled_at set) and one from
+// EnqueueParams{ActiveJob, At}, stored as Rails would store it; the
+// scheduler moves both and the worker runs them by job_class.
+func TestActiveJobDelayed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	past := time.Now().Add(-10 * time.Second).Unix()
+	ts := fmt.Sprint(past)
+	item := `{"class":"ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper","args":[{"job_class":"RemindJob","job_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7","provider_job_id":null,"queue_name":"mail","priority":null,"arguments":[{"user_id":3,"_aj_ruby2_keywords":["user_id"]}],"executions":0,"exception_executions":{},"locale":"en","timezone":"UTC","enqueued_at":"2024-01-15T10:23:45.123456789Z","scheduled_at":"2024-01-15T10:28:45.123456789Z"}],"queue":"mail"}`
+	b.srv.Do(t, "RPUSH", b.key("delayed:"+ts), item)
+	b.srv.Do(t, "SADD", b.key("timestamps:"+item), "delayed:"+ts)
+	b.srv.Do(t, "ZADD", b.key("delayed_queue_schedule"), ts, ts)
+
+	now := time.Date(2024, 1, 15, 10, 23, 45, 123456789, time.UTC)
+	due := time.Now().Add(1500 * time.Millisecond)
+	c := testkit.Client(t, b.conn, resq.ClientConfig{NowFunc: func() time.Time { return now }})
+	e, err := c.EnqueueWith(ctx, resq.EnqueueParams{Queue: "mail", Class: "RemindJob", ActiveJob: true, At: due, Args: []any{map[string]int{"user_id": 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dueTS := fmt.Sprint(due.Unix())
+	stored := b.srv.Do(t, "LRANGE", b.key("delayed:"+dueTS), "0", "-1")
+	want := `{"class":"ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper","args":[{"job_class":"RemindJob","job_id":"` + e.ID +
+		`","provider_job_id":null,"queue_name":"mail","priority":null,"arguments":[{"user_id":4,"_aj_symbol_keys":[]}],"executions":0,"exception_executions":{},"locale":"en","timezone":"UTC","enqueued_at":"2024-01-15T10:23:45.123456789Z","scheduled_at":"` +
+		due.UTC().Format("2006-01-02T15:04:05.000000000Z") + `"}],"queue":"mail"}`
+	if stored != want {
+		t.Fatalf("delayed item\n%s\nwant\n%s", stored, want)
+	}
+	if got := b.srv.Do(t, "SMEMBERS", b.key("timestamps:"+want)); got != "delayed:"+dueTS {
+		t.Errorf("timestamps index = %q", got)
+	}
+
+	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"mail"}, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type run struct {
+		id, args  string
+		scheduled time.Time
+	}
+	var mu sync.Mutex
+	var runs []run
+	w.HandleFunc("RemindJob", func(ctx context.Context, j *resq.Job) error {
+		mu.Lock()
+		defer mu.Unlock()
+		runs = append(runs, run{j.ID, string(j.Args), j.ActiveJob.ScheduledAt})
+		return nil
+	})
+	testkit.RunWorker(t, w)
+	runScheduler(t, b, resq.SchedulerConfig{})
+	testkit.Eventually(t, "both delayed ActiveJobs run", func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if r := runs[0]; r.id != "7c9e6679-7425-40de-944b-e07fc1f90ae7" || r.args != `[{"user_id":3}]` ||
+		!r.scheduled.Equal(time.Date(2024, 1, 15, 10, 28, 45, 123456789, time.UTC)) {
+		t.Errorf("Rails' delayed job ran as %+v", r)
+	}
+	if r := runs[1]; r.id != e.ID || r.args != `[{"user_id":4}]` || !r.scheduled.Equal(due) {
+		t.Errorf("Go's delayed job ran as %+v (due %s)", r, due)
 	}
 }

@@ -122,6 +122,10 @@ type EnqueueParams struct {
 	RawArgs json.RawMessage
 	// Encrypt encrypts the args with the Keyring's encryption primary.
 	Encrypt bool
+	// At, when after the current second, delays the job until then: it
+	// goes to resque-scheduler's delayed queue and a Scheduler moves it to
+	// Queue when due (see EnqueueAt). Zero or past: enqueue now.
+	At time.Time
 	// ActiveJob enqueues the job as Rails' Resque adapter does, for a Rails
 	// worker (or a resq worker) to run as an ActiveJob of class Class: the
 	// payload's class is ActiveJobWrapperClass and its one argument
@@ -131,7 +135,8 @@ type EnqueueParams struct {
 	// "_aj_symbol_keys":[], keys ActiveJob reserves are refused. Unsigned, the
 	// payload is byte for byte what Rails writes; a signing Keyring adds
 	// resq's fields, which Ruby ignores. Encryption is refused: Rails cannot
-	// decrypt. Enqueued.ID is the job_id.
+	// decrypt. Enqueued.ID is the job_id. With At, the job is delayed as
+	// Rails' set(wait_until:) delays it: scheduled_at holds At.
 	ActiveJob bool
 }
 
@@ -204,7 +209,8 @@ func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
 	}
 	job := &Job{ID: envelope.NewID(), Class: class, Queue: queue, Args: args, EnqueuedAt: now, Encrypted: encrypt}
-	if activeJobID != "" {
+	c.prepareDelay(job, p.At)
+	if activeJobID != "" { // after prepareDelay, which clears the id of an unsigned delayed job
 		job.ID, job.railsShape = activeJobID, true
 	}
 	return job, nil
@@ -232,7 +238,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []EnqueueParams) ([]Batc
 		if err := c.encode(job); err != nil {
 			return err
 		}
-		if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
+		if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 && job.at.IsZero() {
 			return c.pushOne(ctx, job)
 		}
 		pending = append(pending, job)
@@ -259,11 +265,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []EnqueueParams) ([]Batc
 		}
 	}
 	if len(pending) > 0 {
-		items := make([]wire.QueuedPayload, len(pending))
-		for i, j := range pending {
-			items[i] = wire.QueuedPayload{Queue: j.Queue, Payload: j.payload}
-		}
-		errs := c.store.PushMany(ctx, items)
+		errs := c.pushPending(ctx, pending)
 		for k, j := range pending {
 			i := idx[k]
 			if errs[k] != nil {
@@ -303,12 +305,15 @@ func (c *Client) encode(job *Job) error {
 		}
 		np.Args, np.Envelope = sealed.Args, sealed.Envelope
 	}
-	job.payload = np.Encode()
+	job.payload = encodeJob(job, np)
 	return c.cfg.Limits.envelope().CheckSize(len(job.payload))
 }
 
 // pushOne writes one encoded job to Redis.
 func (c *Client) pushOne(ctx context.Context, job *Job) error {
+	if !job.at.IsZero() {
+		return c.pushDelayed(ctx, job)
+	}
 	if limit, ok := c.cfg.QueueCaps[job.Queue]; ok && limit > 0 {
 		n, pushed, err := c.store.PushCapped(ctx, job.Queue, job.payload, limit)
 		if err != nil {

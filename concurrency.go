@@ -11,7 +11,7 @@ import (
 
 // Per-class concurrency caps (WorkerConfig.ClassConcurrency), shared by
 // every worker on the namespace through a Redis lease per class: a sorted
-// set under <ns>:resq:lease:<class> of holders (slot worker ids) scored by
+// set (wire.Store.AcquireLease) of holders (slot worker ids) scored by
 // expiry on Redis's clock.
 //
 // A slot that fetched a job of a capped class takes a lease before running

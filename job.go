@@ -33,6 +33,8 @@ type Job struct {
 
 	payload    []byte
 	railsShape bool // an ActiveJob enqueue: unsigned, the payload is Rails' {"class","args"} only
+	// at is the due time of a delayed job (zero: enqueue now).
+	at time.Time
 	// elems are Args split into its elements by the worker's checks, so
 	// that a typed handler does not split them again; split is the Args
 	// they came from (middleware may replace Args).

@@ -2,7 +2,6 @@ package resq
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -129,13 +128,7 @@ func (c *Conn) recoverWorker(ctx context.Context, st wire.WorkerState, expired b
 		f.Error = "Job still being processed"
 	}
 	if !isJob {
-		var text string
-		if decErr == nil && json.Unmarshal(payload, &text) == nil {
-			// The fetch stored a non-object payload as a JSON string.
-			f.Payload = wire.InvalidPayloadObject([]byte(text))
-		} else {
-			f.Payload = wire.InvalidPayloadObject(st.Record)
-		}
+		f.Payload = wire.DeadJobPayload(st.Record, rec, decErr)
 	}
 	ok, err := c.store.RecoverWorker(ctx, st.ID, st.Record, rec, wire.RecoverFail, f.Encode())
 	if !ok {

@@ -110,10 +110,6 @@ func (l ChildLimits) withDefaults() ChildLimits {
 	return l
 }
 
-func (l ChildLimits) hard() isolate.Limits {
-	return isolate.Limits{Memory: l.Memory, CPUTime: l.CPUTime, Procs: l.Procs, Files: l.Files}
-}
-
 func (l ChildLimits) outputKill() int64 { return max(l.OutputKill, 0) }
 
 // Exception names of child-process failures.
@@ -184,14 +180,14 @@ func (w *Worker) startLimits() error {
 		if h.opts.Isolation == ChildProcess && (first == nil || h.class < first.class) {
 			first = h
 		}
-		if h.opts.Isolation == ChildProcess || (h.command && !h.opts.Limits.hard().IsZero()) {
+		if h.opts.Isolation == ChildProcess || (h.command && !h.opts.Limits.isolateLimits().IsZero()) {
 			isolated = append(isolated, h)
 		}
 	}
 	if len(isolated) > 0 {
 		caps := isolate.Probe()
 		for _, h := range isolated {
-			if err := caps.Check(h.opts.Limits.hard()); err != nil {
+			if err := caps.Check(h.opts.Limits.isolateLimits()); err != nil {
 				return fmt.Errorf("resq: class %s: %w", h.class, err)
 			}
 		}
@@ -203,7 +199,7 @@ func (w *Worker) startLimits() error {
 				mode = "command"
 			}
 			w.logger.Info("job isolation", "class", h.class, "mode", mode,
-				"limits", h.opts.Limits.hard().String(), "enforced_by", caps.Describe(h.opts.Limits.hard()))
+				"limits", h.opts.Limits.isolateLimits().String(), "enforced_by", caps.Describe(h.opts.Limits.isolateLimits()))
 		}
 		for _, id := range w.ids {
 			sc := &slotChild{}
@@ -222,7 +218,7 @@ func (w *Worker) startChild(id string, lim ChildLimits) *pendingChild {
 	go func() {
 		defer close(p.done)
 		p.child, p.err = w.iso.sandbox.StartChild(isolate.ChildCommand{
-			Args: os.Args, Env: childEnviron(id), Limits: lim.hard(),
+			Args: os.Args, Env: childEnviron(id), Limits: lim.isolateLimits(),
 			MaxOutput: lim.MaxOutput, OutputKill: lim.outputKill(), KillGrace: lim.KillGrace,
 			StartTimeout: childStartTimeout,
 		})
@@ -476,7 +472,7 @@ func (w *Worker) runCommand(ctx context.Context, job *Job, c Command) error {
 		Path: c.Path, Args: c.Args, Stdin: job.Args,
 		Env:     []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID},
 		Timeout: timeout, KillGrace: lim.KillGrace, MaxOutput: lim.MaxOutput, OutputKill: lim.outputKill(),
-		Limits: lim.hard(),
+		Limits: lim.isolateLimits(),
 	}
 	var res isolate.Result
 	var err error

@@ -153,7 +153,12 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"work", "--queues Q,… --exec CLASS=PATH … [flags]", "run a worker; --exec runs a program per job", (*cli).cmdWork},
-		{"enqueue", "--queue Q CLASS [ARGS_JSON]", "push one job (ARGS_JSON is a JSON array, default [])", (*cli).cmdEnqueue},
+		{"enqueue", "--queue Q CLASS [ARGS_JSON] [--in D | --at TIME]", "push one job (ARGS_JSON is a JSON array, default []), now or delayed", (*cli).cmdEnqueue},
+		{"delayed list", "[filters] [--start N] [--count N]", "list delayed jobs by due time", (*cli).cmdDelayedList},
+		{"delayed count", "", "count delayed jobs and timestamps", (*cli).cmdDelayedCount},
+		{"delayed remove", "(filters | --all)", "delete delayed jobs", (*cli).cmdDelayedRemove},
+		{"delayed enqueue-now", "(filters | --all)", "move delayed jobs to their queues now", (*cli).cmdDelayedEnqueueNow},
+		{"scheduler", "[--lock-prefix P] [--class-queue CLASS=Q]… [flags]", "move due delayed jobs to their queues (resque-scheduler's master lock)", (*cli).cmdScheduler},
 		{"queues", "", "list queues and their sizes", (*cli).cmdQueues},
 		{"peek", "QUEUE [--start N] [--count N]", "show jobs waiting in a queue", (*cli).cmdPeek},
 		{"clear", "QUEUE [--remove]", "delete every job waiting in a queue", (*cli).cmdClear},

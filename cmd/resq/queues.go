@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/resq-go/resq"
 )
@@ -22,6 +23,11 @@ primary signing key; --encrypt also encrypts ARGS_JSON with its encryption
 key, so only a worker holding the keyring (and the job's handler) sees it.
 The payload limits refuse what a worker would refuse.
 
+With --in D or --at TIME the job is delayed: it is stored in
+resque-scheduler's delayed queue and a scheduler (resq scheduler, resq work,
+or Ruby's resque-scheduler) moves it to Q when due. A time in the current
+second or before enqueues it now.
+
 With --activejob, CLASS is an ActiveJob class and the job is written as
 Rails' Resque adapter writes it (perform_later): class
 ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper, one argument holding
@@ -32,6 +38,8 @@ It cannot be combined with --encrypt.
 Examples:
   resq enqueue --queue mail SendWelcomeEmail '[{"user_id": 42}]'
   resq enqueue --queue default Cleanup
+  resq enqueue --in 10m --queue mail SendReminder '[42]'
+  resq enqueue --at 2027-01-01T09:00:00Z --queue mail NewYear
   resq enqueue --keyring keys.json --encrypt --queue pay Charge '[{"card": "4111…"}]'
   resq enqueue --activejob --queue mailers WelcomeJob '[{"user_id": 42}]'`
 
@@ -47,12 +55,18 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	var maxLen int64
 	fs.Int64Var(&maxLen, "max-queue-length", 0, "refuse to push when the queue already holds `N` jobs (checked and pushed atomically; 0: no cap)")
 	lim.register(fs, "refuse")
+	var delay delayFlags
+	delay.register(fs)
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if queue == "" {
 		return usagef("enqueue", "missing --queue Q (usage: resq enqueue --queue Q CLASS [ARGS_JSON])")
+	}
+	at, err := delay.when("enqueue", time.Now())
+	if err != nil {
+		return err
 	}
 	if maxLen < 0 {
 		return usagef("enqueue", "--max-queue-length must not be negative")
@@ -98,7 +112,7 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt, ActiveJob: activeJob})
+	e, err := client.EnqueueWith(ctx, resq.EnqueueParams{Queue: queue, Class: class, RawArgs: raw, Encrypt: encrypt, At: at, ActiveJob: activeJob})
 	if errors.Is(err, resq.ErrQueueFull) {
 		n, _ := resq.NewAdmin(conn).QueueSize(ctx, queue)
 		return fmt.Errorf("queue %s is full (%d jobs, cap %d); the job was NOT enqueued (redis %s)", queue, max(n, maxLen), maxLen, conn)
@@ -107,8 +121,12 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w; %s (redis %s)", err, notEnqueuedHint(err), conn)
 	}
 	signed := keyring.CanSign()
+	delayed := at.Unix() > time.Now().Unix()
 	if c.g.json {
 		out := map[string]any{"id": e.ID, "class": e.Class, "queue": e.Queue, "bytes": e.Size, "signed": signed, "encrypted": encrypt}
+		if delayed {
+			out["at"] = time.Unix(at.Unix(), 0).UTC()
+		}
 		if activeJob {
 			out["job_class"] = class
 		}
@@ -127,6 +145,10 @@ func (c *cli) cmdEnqueue(ctx context.Context, args []string) error {
 	suffix := ""
 	if len(how) > 0 {
 		suffix = " (" + strings.Join(how, ", ") + ")"
+	}
+	if delayed {
+		fmt.Fprintf(c.stdout, "delayed %s for %s until %s%s\n", e.Class, e.Queue, time.Unix(at.Unix(), 0).UTC().Format(time.RFC3339), suffix)
+		return nil
 	}
 	fmt.Fprintf(c.stdout, "enqueued %s to %s id=%s%s\n", e.Class, e.Queue, e.ID, suffix)
 	return nil

@@ -29,6 +29,11 @@ ActiveJob's job_id. An unregistered job_class fails naming it.
 
 Go programs register typed handlers with the resq library instead.
 
+resq work also runs a scheduler (see 'resq scheduler --help'), which moves
+delayed jobs to their queues when due while it holds resque-scheduler's
+master lock; --no-scheduler turns it off. --class-queue and the
+--scheduler-* flags configure it.
+
 With --keyring FILE (or RESQ_KEYRING) holding signing keys, every job must
 carry a valid signature: unsigned, forged, altered or moved jobs become
 failures (Resq::SignatureError) and never run, except unsigned jobs on the
@@ -103,8 +108,21 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	fs.StringVar(&unsigned, "allow-unsigned", "", "`QUEUES` (comma-separated names and globs) whose unsigned jobs run even though the keyring has signing keys; signed jobs there are still verified")
 	newDuration(fs.FlagSet, &replay, "replay-window", 0, "run each job id at most once within `D` (e.g. 24h; off by default)")
 	lim.register(fs, "fail")
+	var sched schedulerFlags
+	var noScheduler bool
+	sched.register(fs, c.env, "scheduler-")
+	fs.BoolVar(&noScheduler, "no-scheduler", false, "do not run a scheduler beside the worker (delayed jobs then need resq scheduler or Ruby's)")
 	if _, err := fs.parse(args); err != nil {
 		return err
+	}
+	schedCfg, err := sched.config("work", c)
+	if err != nil {
+		return err
+	}
+	if noScheduler {
+		if err := checkNoScheduler(fs); err != nil {
+			return err
+		}
 	}
 	limits, err := lim.limits("work")
 	if err != nil {
@@ -198,6 +216,13 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		attrs = append(attrs, "replay_window", replay)
 	}
 	c.logger.Info("resq work starting", attrs...)
+	if !noScheduler {
+		stop, err := c.startScheduler(ctx, conn, schedCfg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return c.runWorker(ctx, w)
 }
 

@@ -159,6 +159,19 @@ func InvalidPayloadObject(raw []byte) json.RawMessage {
 	return append(b, '}')
 }
 
+// DeadJobPayload is the payload to record when a dead worker's "working on"
+// record does not hold a job object: the fetch stores a non-object payload
+// as a JSON string, whose text is kept; anything else keeps the whole
+// record. Either way the result is a valid payload object
+// (InvalidPayloadObject).
+func DeadJobPayload(record []byte, rec WorkingOn, decErr error) json.RawMessage {
+	var text string
+	if decErr == nil && json.Unmarshal(rec.Payload, &text) == nil {
+		return InvalidPayloadObject([]byte(text))
+	}
+	return InvalidPayloadObject(record)
+}
+
 // RawOfInvalid returns the original bytes kept by InvalidPayloadObject.
 func RawOfInvalid(payload json.RawMessage) ([]byte, bool) {
 	var r struct {

@@ -111,10 +111,6 @@ func (s *Store) LastEnqueuedAt(ctx context.Context) (map[string]string, error) {
 // Time#to_s in the process's local zone ("2024-01-15 10:23:45 +0000").
 func LastEnqueuedAtValue(t time.Time) string { return Started(t) }
 
-// ErrNotMaster is returned by FireScheduleTick when the master lock is
-// missing or held by someone else: nothing was written.
-var ErrNotMaster = errors.New("not the scheduler master: the master lock is missing or held by another scheduler")
-
 // ScheduleTick is one fire of a recurring schedule for FireScheduleTick.
 type ScheduleTick struct {
 	// LockKey is the master lock key (Keys.SchedulerMasterLock) and

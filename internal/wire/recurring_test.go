@@ -75,11 +75,11 @@ func TestPersistentSchedules(t *testing.T) {
 	}
 }
 
-const testLock = "resque:resque:resque_scheduler_master_lock"
+const tickLockKey = "resque:resque:resque_scheduler_master_lock"
 
 func tick(at time.Time, owner string) wire.ScheduleTick {
 	return wire.ScheduleTick{
-		LockKey: testLock, LockValue: owner, Name: "clear_cache", At: at, TTL: time.Hour,
+		LockKey: tickLockKey, LockValue: owner, Name: "clear_cache", At: at, TTL: time.Hour,
 		Queue: "low", Payload: wire.EncodeScheduledJob("ClearCache", json.RawMessage(`[{"all":true}]`)),
 		EnqueuedAt: at.Add(2 * time.Second),
 	}
@@ -91,7 +91,7 @@ func tick(at time.Time, owner string) wire.ScheduleTick {
 func TestFireScheduleTickOnce(t *testing.T) {
 	t.Parallel()
 	bothModes(t, func(t *testing.T, s *wire.Store, srv *redistest.Server) {
-		srv.Do(t, "SET", testLock, "sched1:77", "EX", "180")
+		srv.Do(t, "SET", tickLockKey, "sched1:77", "EX", "180")
 		fired, err := s.FireScheduleTick(bg, tick(specInstant, "sched1:77"))
 		if err != nil || !fired {
 			t.Fatalf("first fire = %v, %v", fired, err)
@@ -143,12 +143,12 @@ func TestFireScheduleTickFence(t *testing.T) {
 		if _, err := s.FireScheduleTick(bg, tick(specInstant, "sched1:77")); !errors.Is(err, wire.ErrNotMaster) {
 			t.Errorf("fire without a lock: %v, want ErrNotMaster", err)
 		}
-		srv.Do(t, "SET", testLock, "ruby-host:12", "EX", "180")
+		srv.Do(t, "SET", tickLockKey, "ruby-host:12", "EX", "180")
 		if _, err := s.FireScheduleTick(bg, tick(specInstant, "sched1:77")); !errors.Is(err, wire.ErrNotMaster) {
 			t.Errorf("fire with another's lock: %v, want ErrNotMaster", err)
 		}
 		keys := srv.Do(t, "KEYS", "*")
-		if keys != testLock {
+		if keys != tickLockKey {
 			t.Errorf("keys after fenced fires: %q", keys)
 		}
 		if fired, err := s.FireScheduleTick(bg, tick(specInstant, "ruby-host:12")); err != nil || !fired {
@@ -170,7 +170,7 @@ func TestFireScheduleTickLuaDenied(t *testing.T) {
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
 	s := wire.NewStore(rdb, "resque")
-	srv.Do(t, "SET", testLock, "sched1:77")
+	srv.Do(t, "SET", tickLockKey, "sched1:77")
 	if _, err := s.FireScheduleTick(bg, tick(specInstant, "other:1")); !errors.Is(err, wire.ErrNotMaster) {
 		t.Errorf("fenced fire: %v", err)
 	}
