@@ -165,7 +165,7 @@ func (w *Worker) capClass(p wire.Payload) string {
 	if p.Class != ActiveJobWrapperClass || w.handlers[p.Class] != nil || p.Envelope.Enc != nil {
 		return p.Class
 	}
-	if c := wire.ActiveJobClass(p.Args); c != "" {
+	if c, _ := wire.PeekActiveJob(p.Args); c != "" {
 		return c
 	}
 	return p.Class

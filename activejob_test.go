@@ -156,6 +156,10 @@ func TestActiveJobUnknownAndMalformed(t *testing.T) {
 			t.Errorf("failure %d: job %+v queue %s", i, f.Job, f.Queue)
 		}
 	}
+	// Views know Rails' jobs by their ActiveJob job_id.
+	if fs[0].Job.ID != "5b1f0c3e-8c4e-4b8e-9d7a-0f3c2b1a9e77" || fs[1].Job.ID != "x" {
+		t.Errorf("failure job ids %q, %q", fs[0].Job.ID, fs[1].Job.ID)
+	}
 	// The payload is embedded whole, byte for byte.
 	rec := b.srv.Do(t, "LINDEX", b.key("failed"), "0")
 	var r struct{ Payload json.RawMessage }

@@ -65,7 +65,7 @@ type JobView struct {
 	Args       json.RawMessage `json:"args"`
 	Encrypted  bool            `json:"encrypted,omitempty"`
 	Signed     bool            `json:"signed,omitempty"` // carries a signature (not verified here)
-	ID         string          `json:"id,omitempty"`
+	ID         string          `json:"id,omitempty"`     // resq's id; for an ActiveJob job without one, its job_id
 	EnqueuedAt *time.Time      `json:"enqueued_at,omitempty"`
 	// Invalid is set when the payload is not a usable job; Raw then holds it.
 	Invalid string `json:"invalid,omitempty"`
@@ -84,6 +84,9 @@ func viewOf(raw []byte, r *Redactor) JobView {
 			Encrypted: wire.CarriesCiphertext(raw)}
 	}
 	v := JobView{Class: p.Class, Args: r.Args(p.Class, p.Args), ID: p.ID, Signed: p.Envelope.Sig != nil}
+	if v.ID == "" && p.Class == ActiveJobWrapperClass && p.Envelope.Enc == nil {
+		_, v.ID = wire.PeekActiveJob(p.Args) // Rails' jobs are known by their ActiveJob job_id
+	}
 	if p.Envelope.Enc != nil {
 		v.Encrypted, v.Args = true, json.RawMessage(`"`+EncryptedArgs+`"`)
 	}

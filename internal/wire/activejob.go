@@ -177,17 +177,20 @@ func DecodeActiveJob(elems []json.RawMessage) (ActiveJob, error) {
 
 func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
-// ActiveJobClass returns the job_class of a JobWrapper job's args without
-// checking the rest, or "" when it cannot be read (the full decoding then
-// reports why).
-func ActiveJobClass(args json.RawMessage) string {
+// PeekActiveJob returns the job_class and job_id of a JobWrapper job's args
+// without checking the rest, or "" for what cannot be read (the full
+// decoding then reports why).
+func PeekActiveJob(args json.RawMessage) (jobClass, jobID string) {
 	var one []struct {
-		JobClass string `json:"job_class"`
+		JobClass any `json:"job_class"`
+		JobID    any `json:"job_id"`
 	}
 	if json.Unmarshal(args, &one) != nil || len(one) != 1 {
-		return ""
+		return "", ""
 	}
-	return one[0].JobClass
+	jobClass, _ = one[0].JobClass.(string)
+	jobID, _ = one[0].JobID.(string)
+	return jobClass, jobID
 }
 
 // ajValue is a JSON value with its object keys in order.

@@ -46,8 +46,11 @@ func TestActiveJobDecodeSpecVector(t *testing.T) {
 		!aj.EnqueuedAt.Equal(time.Date(2024, 1, 15, 10, 23, 45, 123456789, time.UTC)) || string(aj.Arguments) != `[44,"masterbrew"]` {
 		t.Fatalf("decoded %+v", aj)
 	}
-	if c := ActiveJobClass(p.Args); c != "ArchiveJob" {
-		t.Errorf("ActiveJobClass = %q", c)
+	if c, id := PeekActiveJob(p.Args); c != "ArchiveJob" || id != "5b1f0c3e-8c4e-4b8e-9d7a-0f3c2b1a9e77" {
+		t.Errorf("PeekActiveJob = %q, %q", c, id)
+	}
+	if c, id := PeekActiveJob(json.RawMessage(`[{"job_class":7,"job_id":"x"}]`)); c != "" || id != "x" {
+		t.Errorf("PeekActiveJob of a bad hash = %q, %q", c, id)
 	}
 }
 
