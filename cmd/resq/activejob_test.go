@@ -72,4 +72,11 @@ echo "$RESQ_JOB_CLASS $RESQ_JOB_QUEUE $RESQ_JOB_ID" > "`+dir+`/env-$RESQ_JOB_ID.
 	if strings.Contains(b.stderr.String(), "pending") {
 		t.Errorf("arguments reached the log")
 	}
+
+	// --activejob --in: a resque-scheduler item as Rails' set(wait:) stores it.
+	f.ok("enqueue", "--activejob", "--in", "1h", "--queue", "mailers", "RemindJob", `[3]`)
+	ts := f.srv.Do(t, "ZRANGE", f.key("delayed_queue_schedule"), "0", "-1")
+	item := f.srv.Do(t, "LINDEX", f.key("delayed:"+ts), "0")
+	mustContain(t, "delayed item", item, `{"class":"ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper","args":[{"job_class":"RemindJob"`,
+		`"arguments":[3],`, `"scheduled_at":"20`, `"}],"queue":"mailers"}`)
 }
