@@ -34,7 +34,9 @@
 //
 // Only classes registered with Handle, HandleFunc or HandleCommand ever run:
 // a job naming any other class becomes a failure record and nothing is
-// looked up by name. Payloads are checked against size, depth and argument
+// looked up by name. Jobs from Rails' ActiveJob (ActiveJobWrapperClass) run
+// by their job_class under the same rule, with ActiveJob's serialized
+// arguments decoded to plain JSON and nothing evaluated. Payloads are checked against size, depth and argument
 // limits before they are decoded, duplicate keys are refused, and arguments
 // are decoded strictly into the handler's declared type and validated. With
 // a Keyring, jobs are signed (HMAC-SHA256 or Ed25519) and their arguments
