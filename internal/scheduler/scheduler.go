@@ -300,7 +300,7 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 		if stuck >= 3 {
 			// A due timestamp leads the schedule, yet steps find nothing
 			// to move or remove: do not spin on it.
-			s.log.Warn("scheduler: a due timestamp could not be moved or removed; retrying after the poll interval", "key", s.store.Keys.DelayedSchedule(), "due", ts)
+			s.log.Warn("scheduler: a due timestamp could not be moved or removed; retrying after the poll interval", "due", ts)
 			return minTime(nextRefresh, time.Now().Add(s.cfg.Poll)), nil
 		}
 		if err := s.refresh(ctx, false); err != nil {
