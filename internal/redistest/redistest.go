@@ -45,6 +45,13 @@ type Options struct {
 	// Args are extra redis-server arguments appended to the defaults, e.g.
 	// []string{"--maxmemory", "10mb"}.
 	Args []string
+
+	// bin is the program to run (default redis-server); confText, when
+	// set, is written to a config file in the server's directory on first
+	// start and passed as the first argument (redis-sentinel needs one it
+	// can rewrite; a restart keeps the rewritten file).
+	bin      string
+	confText string
 }
 
 // Server is a private redis-server process on a free loopback port.
@@ -85,9 +92,13 @@ func StartWith(tb testing.TB, o Options) *Server {
 // launch creates the directory and starts the process, retrying on fresh
 // ports when the chosen one turns out to be taken.
 func launch(o Options) (*Server, error) {
-	bin, err := exec.LookPath("redis-server")
+	name, pkg := "redis-server", "redis-server"
+	if o.bin != "" {
+		name, pkg = o.bin, o.bin
+	}
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		return nil, errors.New("redis-server not found on PATH; install it (Debian: apt-get install -y redis-server) — tests need a real Redis")
+		return nil, fmt.Errorf("%s not found on PATH; install it (Debian: apt-get install -y %s) — tests need a real Redis", name, pkg)
 	}
 	dir, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
@@ -239,6 +250,15 @@ func (s *Server) spawn() error {
 		args = append(args, "--appendonly", "no")
 	}
 	args = append(args, s.opts.Args...)
+	if s.opts.confText != "" {
+		conf := s.dir + "/redis.conf"
+		if _, err := os.Stat(conf); err != nil {
+			if err := os.WriteFile(conf, []byte(s.opts.confText), 0o600); err != nil {
+				return fmt.Errorf("writing %s: %v", conf, err)
+			}
+		}
+		args = append([]string{conf}, args...)
+	}
 
 	s.log.mark(fmt.Sprintf("---- redistest: starting %s %s ----\n", s.bin, strings.Join(quoteArgs(args), " ")))
 	cmd := exec.Command(s.bin, args...)
