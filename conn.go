@@ -163,6 +163,7 @@ func newUniversalClient(cfg ConnConfig) (redis.UniversalClient, string, error) {
 			ReadTimeout:           rw,
 			WriteTimeout:          rw,
 			ContextTimeoutEnabled: true,
+			DisableIdentity:       true, // no CLIENT SETINFO: see wire's ACL base commands
 		}), desc, nil
 	case "cluster":
 		if err := wire.CheckClusterNamespace(cfg.Namespace); err != nil {
@@ -180,6 +181,7 @@ func newUniversalClient(cfg ConnConfig) (redis.UniversalClient, string, error) {
 			ReadTimeout:           rw,
 			WriteTimeout:          rw,
 			ContextTimeoutEnabled: true,
+			DisableIdentity:       true, // no CLIENT SETINFO: see wire's ACL base commands
 		}), desc, nil
 	}
 	opt := t.standaloneOp
@@ -198,6 +200,7 @@ func newUniversalClient(cfg ConnConfig) (redis.UniversalClient, string, error) {
 	opt.ReadTimeout = rw
 	opt.WriteTimeout = rw
 	opt.ContextTimeoutEnabled = true
+	opt.DisableIdentity = true // no CLIENT SETINFO: see wire's ACL base commands
 	return redis.NewClient(opt), desc, nil
 }
 
