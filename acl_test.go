@@ -173,7 +173,11 @@ func aclWorker(t *testing.T, scripting bool) {
 	}
 	var ran atomic.Int64
 	w.HandleFunc("Work", func(ctx context.Context, j *resq.Job) error { ran.Add(1); return nil })
-	w.HandleFunc("Lim", func(ctx context.Context, j *resq.Job) error { ran.Add(1); time.Sleep(20 * time.Millisecond); return nil })
+	w.HandleFunc("Lim", func(ctx context.Context, j *resq.Job) error {
+		ran.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
 	w.HandleFunc("Boom", func(ctx context.Context, j *resq.Job) error { ran.Add(1); return fmt.Errorf("boom") })
 	pc := resq.NewClient(b.conn, resq.ClientConfig{})
 	for i := 0; i < 3; i++ {
