@@ -223,6 +223,7 @@ func seedAdminData(t *testing.T, b *bundle) {
 	}
 	b.srv.Do(t, "SADD", b.key("workers"), "web2:777:q")
 	b.srv.Do(t, "HSET", b.key("workers:heartbeat"), "web2:777:q", time.Now().Add(-time.Hour).Format(time.RFC3339))
+	b.srv.Do(t, "SET", b.key("worker:web2:777:q"), `{"queue":"q","run_at":"2024-01-15T10:23:45Z","payload":{"class":"X","args":[9]}}`)
 	b.srv.Do(t, "SET", b.key("stat:processed"), "10")
 	if err := b.admin.RecordAudit(ctx, resq.AuditEntry{Time: time.Now(), User: "root", Action: "queue.clear"}); err != nil {
 		t.Fatal(err)

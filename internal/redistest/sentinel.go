@@ -127,15 +127,27 @@ func (d *Sentinel) Failover(tb testing.TB) *Server {
 	return d.WaitNewMaster(tb, old, 30*time.Second)
 }
 
-// WaitNewMaster waits until the sentinels name a master other than old and
-// that server reports role:master. It returns the new master.
+// WaitNewMaster waits until every sentinel names the same master, other
+// than old, and that server reports role:master. It returns the new master.
+// (Sentinels learn of a promotion from each other within a second or two;
+// a client that asks a sentinel that has not heard yet is sent to the old
+// master.)
 func (d *Sentinel) WaitNewMaster(tb testing.TB, old string, timeout time.Duration) *Server {
 	tb.Helper()
 	var cur string
-	waitFor(tb, timeout, "the sentinels to promote a new master (old "+old+")", func() (bool, string) {
-		cur = d.MasterAddr(tb)
-		if cur == old {
-			return false, "master still " + cur
+	waitFor(tb, timeout, "the sentinels to agree on a new master (old "+old+")", func() (bool, string) {
+		cur = ""
+		for _, s := range d.Sentinels {
+			out, err := s.Try("SENTINEL", "get-master-addr-by-name", d.MasterName)
+			if err != nil {
+				return false, err.Error()
+			}
+			host, port, _ := strings.Cut(out, "\n")
+			addr := host + ":" + port
+			if addr == old || (cur != "" && addr != cur) {
+				return false, "sentinel " + s.Addr() + " names " + addr
+			}
+			cur = addr
 		}
 		info, err := d.ServerAt(tb, cur).Try("INFO", "replication")
 		return err == nil && strings.Contains(info, "role:master"), info

@@ -51,22 +51,21 @@ type aclRole struct {
 
 var aclRoles = map[string]aclRole{
 	RoleProducer: {
-		cmds: []string{"sadd", "rpush", "llen", "lrange", "lrem", "hget", "hset"}, // LRANGE and LREM: Dequeue
+		cmds: []string{"sadd", "rpush", "llen", "hget", "hset",
+			"lrange", "lrem"}, // Dequeue
 		keys: []string{"queues", "queue:*", "resq:secret_fields"},
 		// capped push and secret-field registration
 		scripts: true,
 	},
 	RoleWorker: {
 		cmds: []string{
-			// registration, heartbeats, the "working on" records
-			"sadd", "srem", "smembers", "sismember", "scard", "set", "get", "mget", "del", "exists", "expire", "pexpire",
-			"hset", "hget", "hgetall", "hdel", "hincrby", "hmget",
-			"incr", "incrby", "decr",
+			// registration, heartbeats, the "working on" records, stats
+			"sadd", "srem", "smembers", "sismember", "set", "get", "mget", "del", "expire", "pexpire", "pttl",
+			"hset", "hget", "hgetall", "hdel", "hincrby", "incrby",
 			// queues, pickups, failures
-			"lpop", "rpush", "lpush", "llen", "lrange", "lindex", "lrem", "lmove", "blmove", "lset",
+			"lpop", "rpush", "lpush", "llen", "lrange", "lrem", "lmove", "blmove", "scan",
 			// leases (class concurrency caps)
-			"zadd", "zrem", "zcard", "zcount", "zrangebyscore", "zremrangebyscore", "zscore", "pttl", "ttl",
-			"scan", "type",
+			"zadd", "zrem", "zcard", "zcount", "zremrangebyscore", "zscore",
 		},
 		keys: []string{"queues", "queue:*", "workers", "worker:*", "workers:heartbeat", "pruning_dead_workers_in_progress",
 			// pause-all-workers is only read, but a script's keys need
@@ -75,9 +74,9 @@ var aclRoles = map[string]aclRole{
 		scripts: true,
 	},
 	RoleScheduler: {
-		// resque-scheduler's commands are its own; resq's scheduler (and
-		// Ruby's) needs the data commands on its keys and enqueueing. The
-		// keys are exactly its.
+		// The scheduler's own commands are its code's (resq's scheduler or
+		// resque-scheduler); it gets the data commands on exactly its keys
+		// and the queues it enqueues to.
 		cmds: []string{"@read", "@write", "-@dangerous", "scan"},
 		keys: []string{"queues", "queue:*", "delayed_queue_schedule", "delayed:*", "timestamps:*",
 			// the master lock: Ruby namespaces its name twice (protocol §9.9)
@@ -86,23 +85,21 @@ var aclRoles = map[string]aclRole{
 		scripts: true,
 	},
 	RoleViewer: {
-		cmds: []string{"get", "mget", "exists", "type", "ttl", "pttl", "strlen",
-			"smembers", "scard", "sismember", "llen", "lrange", "lindex", "hget", "hgetall", "hmget", "hlen", "hkeys",
-			"zrange", "zcard", "zscore", "zrangebyscore", "xrevrange", "xlen", "xrange",
-			"scan", "info", "memory|usage"},
+		cmds: aclViewerCmds,
 		keys: []string{"R:*"},
 	},
 	RoleAdmin: {
-		cmds: []string{"get", "mget", "exists", "type", "ttl", "pttl", "strlen",
-			"smembers", "scard", "sismember", "llen", "lrange", "lindex", "hget", "hgetall", "hmget", "hlen", "hkeys",
-			"zrange", "zcard", "zscore", "zrangebyscore", "xrevrange", "xlen", "xrange",
-			"scan", "info", "memory|usage",
-			"set", "del", "unlink", "sadd", "srem", "rpush", "lpush", "lrem", "lset", "ltrim", "lpop", "rpop", "lmove",
-			"hset", "hdel", "hincrby", "incr", "incrby", "expire", "zadd", "zrem", "xadd", "xtrim"},
+		cmds: append(append([]string(nil), aclViewerCmds...),
+			// queue and failure edits, pruning (with dead workers' pickups),
+			// the audit log
+			"set", "del", "sadd", "srem", "rpush", "lpush", "lindex", "lset", "lrem", "ltrim", "lmove", "hset", "hdel"),
 		keys:    []string{"*"},
 		scripts: true,
 	},
 }
+
+// aclViewerCmds are the reads of every Admin view.
+var aclViewerCmds = []string{"get", "mget", "smembers", "llen", "lrange", "hgetall", "hmget", "scan", "info"}
 
 // ACLRules returns the ACL SETUSER rules (after the user name) of role for
 // namespace ns: commands first, then key patterns. With scripting false the
