@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,8 +278,22 @@ func sentinelFailover(t *testing.T, failover func(*testing.T, *redistest.Sentine
 		mu.Unlock()
 		return nil
 	})
+	// A job that is running while the master switches: its ack must reach
+	// the new master, or the job must run again; it is not dropped.
+	slowStarted := make(chan struct{}, 4)
+	var slowDone atomic.Int64
+	resq.Handle(w, "Slow", func(ctx context.Context, a seqArg) error {
+		slowStarted <- struct{}{}
+		time.Sleep(1500 * time.Millisecond)
+		slowDone.Add(1)
+		return nil
+	})
 	stop := runWorker(t, w)
 	cl := newTestClient(t, conn)
+	if _, err := cl.Enqueue(ctx, "q", "Slow", seqArg{N: -1}); err != nil {
+		t.Fatal(err)
+	}
+	<-slowStarted
 
 	var acked, failed []int
 	var enqErrs []string
@@ -332,7 +347,15 @@ func sentinelFailover(t *testing.T, failover func(*testing.T, *redistest.Sentine
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	eventually(t, "the slow job done", func() bool { return slowDone.Load() > 0 })
 	stop()
+	st, err := resq.NewAdmin(conn).Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Working != 0 || st.Workers != 0 || st.Failed != 0 {
+		t.Errorf("after the worker stopped: %+v; want no workers, no job in progress, no failures", st)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(lost) > 0 {
@@ -352,8 +375,8 @@ func sentinelFailover(t *testing.T, failover func(*testing.T, *redistest.Sentine
 			twice++
 		}
 	}
-	t.Logf("sentinel failover: sentinels switched in %v; longest processing stall %v; enqueues acknowledged %d, failed %d (e.g. %q), run twice %d",
-		switched.Round(time.Millisecond), stall.Round(time.Millisecond), len(acked), len(failed), enqErrs, twice)
+	t.Logf("sentinel failover: sentinels switched in %v; longest processing stall %v; enqueues acknowledged %d, failed %d (e.g. %q), run twice %d; the job running across the switch ran %d time(s)",
+		switched.Round(time.Millisecond), stall.Round(time.Millisecond), len(acked), len(failed), enqErrs, twice, slowDone.Load())
 	if last := runTimes[len(runTimes)-1]; !last.After(switchStart.Add(switched)) {
 		t.Errorf("no job ran after the failover (last at %v)", last)
 	}
