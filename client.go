@@ -251,7 +251,7 @@ func (c *Client) write(ctx context.Context, job *Job) error {
 // encode seals (signs, encrypts) and encodes a job's payload, then checks its
 // size.
 func (c *Client) encode(job *Job) error {
-	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}
+	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt, Metadata: job.Metadata}
 	if k := c.cfg.Keyring.envelope(); job.Encrypted || k.CanSign() {
 		sealed, err := k.Seal(np.Meta(job.Queue), job.Args, job.Encrypted)
 		if err != nil {

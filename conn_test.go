@@ -381,3 +381,37 @@ func sentinelFailover(t *testing.T, failover func(*testing.T, *redistest.Sentine
 		t.Errorf("no job ran after the failover (last at %v)", last)
 	}
 }
+
+// Job.Metadata set by enqueue middleware travels in the payload's
+// "metadata" field and reaches the worker's middleware and handler.
+func TestJobMetadataTravels(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	cl := resq.NewClient(b.conn, resq.ClientConfig{Middleware: []resq.EnqueueMiddleware{
+		func(next resq.EnqueueFunc) resq.EnqueueFunc {
+			return func(ctx context.Context, j *resq.Job) error {
+				j.Metadata = map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "b": "2"}
+				return next(ctx, j)
+			}
+		},
+	}})
+	if _, err := cl.Enqueue(ctx, "q", "X", 1); err != nil {
+		t.Fatal(err)
+	}
+	raw := b.srv.Do(t, "LINDEX", b.key("queue:q"), "0")
+	if !strings.Contains(raw, `"metadata":{"b":"2","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}`) || !strings.HasPrefix(raw, `{"class":"X","args":[1]`) {
+		t.Fatalf("payload %s", raw)
+	}
+	b.srv.Do(t, "RPUSH", b.key("queue:q"), `{"class":"X","args":[2],"metadata":"not an object"}`)
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1})
+	got := make(chan map[string]string, 2)
+	w.HandleFunc("X", func(ctx context.Context, j *resq.Job) error { got <- j.Metadata; return nil })
+	runWorker(t, w)
+	if m := <-got; m["traceparent"] == "" || m["b"] != "2" {
+		t.Errorf("worker saw metadata %v", m)
+	}
+	if m := <-got; m != nil {
+		t.Errorf("a malformed metadata field gave %v, want nil", m)
+	}
+}

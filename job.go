@@ -24,6 +24,11 @@ type Job struct {
 	Encrypted bool
 	// Signed is set when the worker verified the job's signature.
 	Signed bool
+	// Metadata travels in the payload's "metadata" field (Ruby and Node
+	// ignore it): middleware data such as a trace context, set by enqueue
+	// middleware and read by worker middleware. It is not signed or
+	// encrypted: never put argument values or secrets in it.
+	Metadata map[string]string
 
 	payload []byte
 	// elems are Args split into its elements by the worker's checks, so

@@ -760,6 +760,7 @@ func (w *Worker) execute(hardCtx context.Context, s *slot, f wire.Fetched) (ack 
 	job := &Job{ID: p.ID, Class: p.Class, Queue: f.Queue, Args: args, EnqueuedAt: p.EnqueuedAt,
 		WorkerID: s.id, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed}
 	job.elems, job.split = elems, args
+	job.Metadata = p.Metadata()
 	timeout := w.cfg.JobTimeout
 	if h.opts.Timeout > 0 {
 		timeout = h.opts.Timeout
