@@ -415,3 +415,33 @@ func TestJobMetadataTravels(t *testing.T) {
 		t.Errorf("a malformed metadata field gave %v, want nil", m)
 	}
 }
+
+// The sentinels' password and the data nodes' are separate settings.
+func TestSentinelSeparateAuth(t *testing.T) {
+	t.Parallel()
+	d := redistest.StartSentinel(t, redistest.SentinelOptions{Options: redistest.Options{Password: "data-pw"}, SentinelPassword: "sent-pw"})
+	hosts := strings.Join(d.Addrs(), ",")
+	ctx := context.Background()
+	conn := openConn(t, resq.ConnConfig{URL: "redis+sentinel://:data-pw@" + hosts + "/" + d.MasterName + "/0?sentinel_password=sent-pw", Namespace: "sa"})
+	roundTrip(t, conn)
+	conn = openConn(t, resq.ConnConfig{URL: "redis://:data-pw@/0", Namespace: "sa",
+		Sentinel: resq.SentinelConfig{MasterName: d.MasterName, Addrs: d.Addrs(), Password: "sent-pw"}})
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatalf("flags form: %v", err)
+	}
+	if strings.Contains(conn.String(), "pw") {
+		t.Errorf("String() shows a password: %s", conn.String())
+	}
+	// Wrong data password: a permanent error. Wrong sentinel password: the
+	// sentinels refuse, and no master is found.
+	bad := openConn(t, resq.ConnConfig{URL: "redis://:wrong@/0", Sentinel: resq.SentinelConfig{MasterName: d.MasterName, Addrs: d.Addrs(), Password: "sent-pw"}})
+	if err := bad.Ping(ctx); err == nil || !resq.IsPermanent(err) {
+		t.Errorf("wrong data password: %v, want a permanent error", err)
+	}
+	bad = openConn(t, resq.ConnConfig{URL: "redis://:data-pw@/0", Sentinel: resq.SentinelConfig{MasterName: d.MasterName, Addrs: d.Addrs(), Password: "wrong"}})
+	if err := bad.Ping(ctx); err == nil {
+		t.Error("wrong sentinel password: Ping succeeded")
+	} else {
+		t.Logf("wrong sentinel password: %v (permanent: %v)", err, resq.IsPermanent(err))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStartTLSRequiresClientCert(t *testing.T) {
@@ -81,5 +82,20 @@ func TestStartCluster(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "MOVED") {
 			t.Fatalf("SADD on non-owner %s: %v, want MOVED", n.Addr(), err)
 		}
+	}
+}
+
+func TestStartSentinelWithPasswords(t *testing.T) {
+	t.Parallel()
+	d := StartSentinel(t, SentinelOptions{Options: Options{Password: "data-pw"}, SentinelPassword: "sent-pw"})
+	if _, err := command(d.Sentinels[0].Addr(), "", 0, time.Second, "SENTINEL", "masters"); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("sentinel without password: %v, want NOAUTH", err)
+	}
+	if _, err := command(d.Master.Addr(), "", 0, time.Second, "GET", "k"); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("master without password: %v, want NOAUTH", err)
+	}
+	d.Master.Do(t, "SET", "k", "v")
+	if nm := d.Failover(t); nm.Do(t, "GET", "k") != "v" {
+		t.Fatal("data lost in failover")
 	}
 }

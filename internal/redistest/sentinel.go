@@ -17,7 +17,11 @@ type SentinelOptions struct {
 	// DownAfter is sentinel down-after-milliseconds: how long a silent
 	// master takes to count as down. Default 1s.
 	DownAfter time.Duration
-	// SentinelArgs are extra sentinel.conf lines, e.g. "requirepass s3cret".
+	// SentinelPassword, when set, is the sentinels' own password
+	// (requirepass and sentinel-pass in sentinel.conf); Options.Password is
+	// the master's and replica's (the sentinels get it as auth-pass).
+	SentinelPassword string
+	// SentinelArgs are extra sentinel.conf lines.
 	SentinelArgs []string
 }
 
@@ -46,6 +50,12 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Sentinel {
 	d.Master = StartWith(tb, o.Options)
 	ro := o.Options
 	ro.Args = append(append([]string(nil), ro.Args...), "--replicaof", "127.0.0.1", strconv.Itoa(d.Master.Port()))
+	if o.Password != "" {
+		ro.Args = append(ro.Args, "--masterauth", o.Password)
+		// the old master becomes a replica after a failover
+		d.Master.opts.Args = append(d.Master.opts.Args, "--masterauth", o.Password)
+		d.Master.Do(tb, "CONFIG", "SET", "masterauth", o.Password)
+	}
 	d.Replica = StartWith(tb, ro)
 	waitFor(tb, 10*time.Second, "replica to sync with the master", func() (bool, string) {
 		info, err := d.Replica.Try("INFO", "replication")
@@ -57,8 +67,14 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Sentinel {
 		fmt.Sprintf("sentinel failover-timeout %s 10000", o.MasterName),
 		fmt.Sprintf("sentinel parallel-syncs %s 1", o.MasterName),
 	}, o.SentinelArgs...), "\n") + "\n"
+	if o.Password != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", o.MasterName, o.Password)
+	}
+	if o.SentinelPassword != "" {
+		conf += fmt.Sprintf("sentinel sentinel-pass %s\n", o.SentinelPassword)
+	}
 	for i := 0; i < 3; i++ {
-		d.Sentinels = append(d.Sentinels, StartWith(tb, Options{bin: "redis-sentinel", confText: conf}))
+		d.Sentinels = append(d.Sentinels, StartWith(tb, Options{bin: "redis-sentinel", confText: conf, Password: o.SentinelPassword}))
 	}
 	for _, s := range d.Sentinels {
 		s := s
