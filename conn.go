@@ -208,7 +208,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 	raw := cfg.URL
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return nil, fmt.Errorf("redis URL %q: no scheme (expected redis://[user:password@]host:port/db, rediss://…, redis+sentinel://… or redis+cluster://…)", redactURL(raw))
+		return nil, fmt.Errorf("redis URL %q: no scheme (expected redis://[user:password@]host:port/db, rediss://…, redis+sentinel://… or redis+cluster://…)", redactConnURL(raw))
 	}
 	scheme = strings.ToLower(scheme)
 	t := &connTarget{scheme: scheme, raw: raw}
@@ -220,7 +220,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 		cluster = true
 	case "redis", "rediss", "unix":
 	default:
-		return nil, fmt.Errorf("redis URL %q: unknown scheme %q (expected redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster or rediss+cluster)", redactURL(raw), scheme)
+		return nil, fmt.Errorf("redis URL %q: unknown scheme %q (expected redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster or rediss+cluster)", redactConnURL(raw), scheme)
 	}
 	if sentinel && cluster {
 		return nil, errors.New("redis connection: both Sentinel and Cluster are configured; choose one")
@@ -229,7 +229,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 	if !sentinel && !cluster {
 		opt, err := redis.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("redis URL %q: %w (expected redis://[user:password@]host:port/db or rediss://…)", redactURL(raw), err)
+			return nil, fmt.Errorf("redis URL %q: %w (expected redis://[user:password@]host:port/db or rediss://…)", redactConnURL(raw), err)
 		}
 		t.kind, t.standaloneOp, t.hosts = "standalone", opt, []string{opt.Addr}
 		t.tls = opt.TLSConfig // rediss:// (and its skip_verify) as go-redis reads it
@@ -249,7 +249,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 	if at := strings.LastIndexByte(hostPart, '@'); at >= 0 {
 		ui, err := url.Parse("redis://" + hostPart[:at+1] + "h")
 		if err != nil || ui.User == nil {
-			return nil, fmt.Errorf("redis URL %q: cannot read the user and password", redactURL(raw))
+			return nil, fmt.Errorf("redis URL %q: cannot read the user and password", redactConnURL(raw))
 		}
 		t.user = ui.User.Username()
 		t.pass, _ = ui.User.Password()
@@ -263,7 +263,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 	}
 	u, err := url.Parse("redis://h" + pathQuery)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL %q: %v", redactURL(raw), err)
+		return nil, fmt.Errorf("redis URL %q: %v", redactConnURL(raw), err)
 	}
 	q := u.Query()
 	path := strings.Trim(u.Path, "/")
@@ -292,12 +292,12 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 			}
 		}
 		if len(parts) > 1 {
-			return nil, fmt.Errorf("redis URL %q: path %q: want /MASTER_NAME[/DB]", redactURL(raw), u.Path)
+			return nil, fmt.Errorf("redis URL %q: path %q: want /MASTER_NAME[/DB]", redactConnURL(raw), u.Path)
 		}
 		if len(parts) == 1 && parts[0] != "" {
 			db, err := strconv.Atoi(parts[0])
 			if err != nil || db < 0 {
-				return nil, fmt.Errorf("redis URL %q: database %q is not a number", redactURL(raw), parts[0])
+				return nil, fmt.Errorf("redis URL %q: database %q is not a number", redactConnURL(raw), parts[0])
 			}
 			t.db = db
 		}
@@ -314,7 +314,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 	} else {
 		t.kind = "cluster"
 		if path != "" && path != "0" {
-			return nil, fmt.Errorf("redis URL %q: Redis Cluster has only database 0", redactURL(raw))
+			return nil, fmt.Errorf("redis URL %q: Redis Cluster has only database 0", redactConnURL(raw))
 		}
 		t.hosts = cfg.Cluster.Addrs
 		if len(t.hosts) == 0 && (scheme == schemeCluster || scheme == schemeClusterTLS) {
@@ -333,7 +333,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 	if v := q.Get("skip_verify"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("redis URL %q: skip_verify=%q: want true or false", redactURL(raw), v)
+			return nil, fmt.Errorf("redis URL %q: skip_verify=%q: want true or false", redactConnURL(raw), v)
 		}
 		skipVerify = b
 		q.Del("skip_verify")
@@ -343,7 +343,7 @@ func parseTarget(cfg ConnConfig) (*connTarget, error) {
 		for k := range q {
 			names = append(names, k)
 		}
-		return nil, fmt.Errorf("redis URL %q: unknown parameter(s) %s (this form takes sentinel_username, sentinel_password and skip_verify)", redactURL(raw), strings.Join(names, ", "))
+		return nil, fmt.Errorf("redis URL %q: unknown parameter(s) %s (this form takes sentinel_username, sentinel_password and skip_verify)", redactConnURL(raw), strings.Join(names, ", "))
 	}
 	t.tls = tlsFor(cfg.TLS, useTLS, hostOf(t.hosts[0]))
 	if cfg.TLS == nil && t.tls != nil {
@@ -404,4 +404,31 @@ func (t *connTarget) describe() string {
 		return fmt.Sprintf("%s://%s%s", scheme, user, strings.Join(t.hosts, ","))
 	}
 	return redactURL(t.raw)
+}
+
+// redactConnURL hides the passwords of a connection URL, including the
+// multi-host forms url.Parse refuses and a sentinel_password parameter.
+func redactConnURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	auth, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		auth, tail = rest[:i], rest[i:]
+	}
+	if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+		if user, _, has := strings.Cut(auth[:at], ":"); has {
+			auth = user + ":xxxxx" + auth[at:]
+		}
+	}
+	if i := strings.Index(tail, "sentinel_password="); i >= 0 {
+		j := i + len("sentinel_password=")
+		end := strings.IndexByte(tail[j:], '&')
+		if end < 0 {
+			end = len(tail) - j
+		}
+		tail = tail[:j] + "xxxxx" + tail[j+end:]
+	}
+	return scheme + "://" + auth + tail
 }

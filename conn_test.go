@@ -153,6 +153,8 @@ func TestOpenURLForms(t *testing.T) {
 		{resq.ConnConfig{URL: "redis+cluster://a", Namespace: "{r}"}, "host:port", ""},
 		{resq.ConnConfig{URL: "redis+sentinel://a:1/m", Cluster: resq.ClusterConfig{Addrs: []string{"a:1"}}}, "choose one", ""},
 		{resq.ConnConfig{URL: "memcached://a:1"}, "unknown scheme", ""},
+		{resq.ConnConfig{URL: "redis+sentinel://u:pw@h1:26379,h2:26379/m?sentinel_password=pw&bogus=1"}, "unknown parameter", ""},
+		{resq.ConnConfig{URL: "redis+cluster://u:pw@a:1,b", Namespace: "{r}"}, "host:port", ""},
 	} {
 		conn, err := resq.Open(c.cfg)
 		if c.want != "" {

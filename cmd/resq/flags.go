@@ -106,6 +106,9 @@ func (v *redisURLValue) Set(s string) error {
 }
 
 func redactURL(s string) string {
+	if strings.Contains(s, "sentinel_password=") {
+		return "(URL hidden: it holds a sentinel password)"
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		if strings.Contains(s, "@") {
