@@ -293,7 +293,7 @@ func (c *Client) write(ctx context.Context, job *Job) error {
 // encode seals (signs, encrypts) and encodes a job's payload, then checks its
 // size.
 func (c *Client) encode(job *Job) error {
-	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt}
+	np := wire.NewPayload{Class: job.Class, Args: job.Args, ID: job.ID, EnqueuedAt: job.EnqueuedAt, Metadata: job.Metadata}
 	k := c.cfg.Keyring.envelope()
 	if job.railsShape && !job.Encrypted && !k.CanSign() {
 		np.ID, np.EnqueuedAt = "", time.Time{} // Rails' exact bytes: {"class":…,"args":…}

@@ -152,6 +152,7 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 	job := &Job{ID: id, Class: class, Queue: f.Queue, Args: args, EnqueuedAt: p.EnqueuedAt,
 		WorkerID: slotID, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed, ActiveJob: aj}
 	job.elems, job.split = elems, args
+	job.Metadata = p.Metadata()
 	timeout := w.cfg.JobTimeout
 	if h.opts.Timeout > 0 {
 		timeout = h.opts.Timeout

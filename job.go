@@ -30,6 +30,11 @@ type Job struct {
 	// ActiveJob is set for a job enqueued by Rails' Resque adapter and run
 	// by its job_class (nil in a ChildProcess handler).
 	ActiveJob *ActiveJobInfo
+	// Metadata travels in the payload's "metadata" field (Ruby and Node
+	// ignore it): middleware data such as a trace context, set by enqueue
+	// middleware and read by worker middleware. It is not signed or
+	// encrypted: never put argument values or secrets in it.
+	Metadata map[string]string
 
 	payload    []byte
 	railsShape bool // an ActiveJob enqueue: unsigned, the payload is Rails' {"class","args"} only

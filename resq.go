@@ -54,10 +54,10 @@ package resq
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -70,16 +70,39 @@ const (
 	DefaultNamespace = wire.DefaultNamespace
 )
 
-// ConnConfig configures a connection to Redis.
+// ConnConfig configures a connection to Redis: one server, a Sentinel
+// deployment or a Cluster, with or without TLS (docs/operations.md).
 type ConnConfig struct {
-	// URL is a redis:// or rediss:// (TLS) URL; user and password may be in
-	// it. Default DefaultRedisURL.
+	// URL is one of
+	//
+	//	redis://[user:password@]host:port/db         one server
+	//	rediss://…                                   one server over TLS
+	//	redis+sentinel://[user:password@]s1:26379,s2:26379/MASTER[/db][?sentinel_username=U&sentinel_password=P]
+	//	redis+cluster://[user:password@]seed1:port,seed2:port
+	//
+	// (rediss+sentinel and rediss+cluster for TLS). The user and password
+	// are the data nodes'; the sentinels' are separate. Default
+	// DefaultRedisURL.
 	URL string
 	// Namespace prefixes every key, as Ruby's redis-namespace does. Default
-	// "resque".
+	// "resque". On a Cluster it must carry a hash tag, e.g. "{resque}", so
+	// that all its keys share one slot; Open refuses one without.
 	Namespace string
+	// TLS, when set, is used for every connection (data nodes and
+	// sentinels), even with a redis:// URL: CA pool, client certificate,
+	// server name, minimum version (TLSFiles.Config builds one from files).
+	// An empty ServerName becomes the URL's first host. Default: TLS only
+	// for rediss URLs, verified against the system's roots.
+	TLS *tls.Config
+	// Sentinel selects Redis Sentinel when MasterName is set (or the URL is
+	// redis+sentinel://).
+	Sentinel SentinelConfig
+	// Cluster selects Redis Cluster when Addrs are set (or the URL is
+	// redis+cluster://).
+	Cluster ClusterConfig
 	// PoolSize is the maximum number of connections. Default 64 (a Worker's
 	// blocking pickups hold up to 16).
+	// On a Cluster it is per node.
 	PoolSize int
 	// Logger receives connection-level messages. Default slog.Default().
 	Logger *slog.Logger
@@ -88,7 +111,7 @@ type ConnConfig struct {
 // Conn is a Redis connection pool bound to one namespace, shared by Clients,
 // Workers and Admins.
 type Conn struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *wire.Store
 	logger *slog.Logger
 	desc   string
@@ -106,31 +129,15 @@ func Open(cfg ConnConfig) (*Conn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	opt, err := redis.ParseURL(cfg.URL)
+	rdb, desc, err := newUniversalClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL %q: %w (expected redis://[user:password@]host:port/db or rediss://…)", redactURL(cfg.URL), err)
+		return nil, err
 	}
-	opt.PoolSize = 64 // blocking pickups hold connections; see WorkerConfig
-	if cfg.PoolSize > 0 {
-		opt.PoolSize = cfg.PoolSize
-	}
-	if opt.Protocol == 0 {
-		// RESP2, as Ruby's client speaks: resq uses no RESP3 feature, and
-		// RESP3's per-reply push-notification check costs CPU on every call.
-		// "?protocol=3" in the URL overrides.
-		opt.Protocol = 2
-	}
-	opt.MaxRetries = 2
-	opt.DialTimeout = 3 * time.Second
-	opt.ReadTimeout = 5 * time.Second
-	opt.WriteTimeout = 5 * time.Second
-	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
 	return &Conn{
 		rdb:    rdb,
 		store:  wire.NewStore(rdb, cfg.Namespace),
 		logger: cfg.Logger,
-		desc:   redactURL(cfg.URL) + "/" + cfg.Namespace,
+		desc:   desc,
 	}, nil
 }
 

@@ -496,5 +496,14 @@ func (h *Handler) record(r *http.Request, p principal, action, target, detail st
 	if err := h.admin.RecordAudit(ctx, resq.AuditEntry{User: p.user, Action: action, Target: target,
 		Detail: detail, Remote: h.clientIP(r), OK: ok}); err != nil {
 		h.logger.Error("dashboard: cannot write the audit log", "action", action, "error", err)
+		why := "The audit log cannot be written, so sign-ins and actions are not being recorded: " + err.Error()
+		if resq.IsPermanent(err) {
+			why += ". The dashboard's Redis user may not write its namespace (a read-only ACL user?); give it the admin role's rules (resq acl --role admin) to record actions."
+		}
+		h.auditDown.Store(&why)
+		return
+	}
+	if h.auditDown.Load() != nil {
+		h.auditDown.Store(nil)
 	}
 }

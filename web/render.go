@@ -28,6 +28,7 @@ type view struct {
 	Redis     string
 	Flash     string
 	FlashErr  bool
+	AuditDown string // why the audit log cannot be written, if it cannot
 	Now       time.Time
 	Data      any
 }
@@ -109,9 +110,13 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, p principal
 }
 
 func (h *Handler) newView(p principal, title, tab string, data any) *view {
-	return &view{Title: title, Tab: tab, Prefix: h.prefix, User: p.user, Role: p.role.String(),
+	v := &view{Title: title, Tab: tab, Prefix: h.prefix, User: p.user, Role: p.role.String(),
 		Admin: p.role >= RoleAdmin, Anonymous: p.anonymous, CSRF: p.csrf, Namespace: h.conn.Namespace(),
 		Redis: h.conn.String(), Flash: p.flash, FlashErr: p.flashErr, Now: time.Now(), Data: data}
+	if why := h.auditDown.Load(); why != nil {
+		v.AuditDown = *why
+	}
+	return v
 }
 
 // fail shows an error page (Redis unreachable, bad input).

@@ -51,6 +51,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -122,6 +123,9 @@ type Handler struct {
 	bcryptSem chan struct{}
 	origins   map[string]bool
 	static    http.Handler
+	// auditDown is why the last audit write failed ("" after a success):
+	// every page says so while the log cannot be written.
+	auditDown atomic.Pointer[string]
 }
 
 //go:embed assets

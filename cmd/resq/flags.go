@@ -21,6 +21,7 @@ type globals struct {
 	namespace string
 	json      bool
 	level     levelValue
+	conn      connFlags // TLS, Sentinel, Cluster (conn_flags.go)
 
 	// explicit records what the user chose (flag or environment) rather
 	// than a default: resq demo starts its own Redis only when the Redis
@@ -33,6 +34,9 @@ func (g *globals) init(env map[string]string) error {
 	g.redis = redisURLValue(resq.DefaultRedisURL)
 	if v := env["REDIS_URL"]; v != "" {
 		g.redis, g.redisExplicit = redisURLValue(v), true
+	}
+	if g.conn.init(env) {
+		g.redisExplicit = true
 	}
 	g.namespace = resq.DefaultNamespace
 	if v := env["RESQ_NAMESPACE"]; v != "" {
@@ -59,10 +63,11 @@ func (g *globals) init(env map[string]string) error {
 // defaults, so a command's flag set does not undo what was parsed before
 // the command name.
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.Var(&g.redis, "redis", "Redis `URL`: redis://[user:password@]host:port/db, or rediss:// for TLS (env REDIS_URL)")
+	fs.Var(&g.redis, "redis", "Redis `URL`: redis://[user:password@]host:port/db, rediss:// for TLS, redis+sentinel://S1:26379,S2:26379/MASTER/db, redis+cluster://N1:port,N2:port (env REDIS_URL)")
 	fs.StringVar(&g.namespace, "namespace", g.namespace, "key namespace `NS`, as Ruby's Resque.redis.namespace (env RESQ_NAMESPACE)")
 	fs.BoolVar(&g.json, "json", g.json, "machine output: one JSON document on stdout (env RESQ_JSON)")
 	fs.Var(&g.level, "log-level", "log `LEVEL` on stderr: debug, info, warn or error (env RESQ_LOG_LEVEL)")
+	g.conn.register(fs)
 }
 
 func isGlobalFlag(name string) bool {
@@ -70,14 +75,14 @@ func isGlobalFlag(name string) bool {
 	case "redis", "namespace", "json", "log-level":
 		return true
 	}
-	return false
+	return isConnFlag(name)
 }
 
 // noteExplicit records the global flags set on fs's command line.
 func (g *globals) noteExplicit(fs *flag.FlagSet) {
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "redis":
+		case "redis", "sentinel-master", "sentinel-addrs", "cluster-addrs":
 			g.redisExplicit = true
 		case "namespace":
 			g.namespaceExplicit = true
@@ -101,6 +106,9 @@ func (v *redisURLValue) Set(s string) error {
 }
 
 func redactURL(s string) string {
+	if strings.Contains(s, "sentinel_password=") {
+		return "(URL hidden: it holds a sentinel password)"
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		if strings.Contains(s, "@") {

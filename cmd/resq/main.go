@@ -168,6 +168,7 @@ func commands() []command {
 		{"workers", "", "list registered workers and what they are doing", (*cli).cmdWorkers},
 		{"prune", "[--stale D] [--dead-jobs requeue|fail]", "unregister dead workers and recover their jobs", (*cli).cmdPrune},
 		{"stats", "", "the numbers of Resque.info", (*cli).cmdStats},
+		{"acl", "[--role R,…] [--no-scripting] [--aclfile]", "print least-privilege Redis ACL users per role for the namespace", (*cli).cmdACL},
 		{"keys new", "--out FILE [--type ed25519|hmac-sha256] [--force]", "make a keyring: a signing and an encryption key (mode 0600)", (*cli).cmdKeysNew},
 		{"keys list", "--keyring FILE", "show a keyring's key ids, types and primaries (never secrets)", (*cli).cmdKeysList},
 		{"keys rotate", "--keyring FILE", "add new primary keys; old ones stay to verify and decrypt", (*cli).cmdKeysRotate},

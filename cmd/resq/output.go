@@ -16,7 +16,11 @@ import (
 // connect opens the connection described by the global flags. Open does no
 // I/O; the first command reports an unreachable Redis.
 func (c *cli) connect() (*resq.Conn, error) {
-	conn, err := resq.Open(resq.ConnConfig{URL: string(c.g.redis), Namespace: c.g.namespace, Logger: c.logger})
+	cfg := resq.ConnConfig{URL: string(c.g.redis), Namespace: c.g.namespace, Logger: c.logger}
+	if err := c.g.conn.apply(&cfg); err != nil {
+		return nil, err
+	}
+	conn, err := resq.Open(cfg)
 	if err != nil {
 		// resq.Open's message already hides the password.
 		return nil, usagef("", "--redis: %v", err)

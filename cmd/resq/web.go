@@ -62,6 +62,9 @@ func (c *cli) cmdWeb(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if err := c.checkRedis(ctx, conn); err != nil {
+		return err
+	}
 	metrics := web.NewMetrics(conn)
 	h, err := web.New(conn, web.Config{Users: users, Logger: c.logger, Prefix: strings.TrimSuffix(prefix, "/"), Metrics: metrics})
 	if err != nil {

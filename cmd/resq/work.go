@@ -167,6 +167,9 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if err := c.checkRedis(ctx, conn); err != nil {
+		return err
+	}
 	cfg := resq.WorkerConfig{
 		Queues:           []string{queues},
 		Concurrency:      concurrency,

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -45,6 +46,16 @@ type Options struct {
 	// Args are extra redis-server arguments appended to the defaults, e.g.
 	// []string{"--maxmemory", "10mb"}.
 	Args []string
+	// Password, when set, is the default user's password (requirepass);
+	// Do, Try and the readiness checks authenticate with it.
+	Password string
+
+	// bin is the program to run (default redis-server); confText, when
+	// set, is written to a config file in the server's directory on first
+	// start and passed as the first argument (redis-sentinel needs one it
+	// can rewrite; a restart keeps the rewritten file).
+	bin      string
+	confText string
 }
 
 // Server is a private redis-server process on a free loopback port.
@@ -85,9 +96,13 @@ func StartWith(tb testing.TB, o Options) *Server {
 // launch creates the directory and starts the process, retrying on fresh
 // ports when the chosen one turns out to be taken.
 func launch(o Options) (*Server, error) {
-	bin, err := exec.LookPath("redis-server")
+	name, pkg := "redis-server", "redis-server"
+	if o.bin != "" {
+		name, pkg = o.bin, o.bin
+	}
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		return nil, errors.New("redis-server not found on PATH; install it (Debian: apt-get install -y redis-server) — tests need a real Redis")
+		return nil, fmt.Errorf("%s not found on PATH; install it (Debian: apt-get install -y %s) — tests need a real Redis", name, pkg)
 	}
 	dir, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
@@ -119,7 +134,13 @@ func launch(o Options) (*Server, error) {
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
 // URL returns "redis://127.0.0.1:PORT/DB" (DB is 0 for servers from Start).
-func (s *Server) URL() string { return fmt.Sprintf("redis://%s/%d", s.Addr(), s.db) }
+// With Options.Password the URL carries it: "redis://:PASSWORD@127.0.0.1:PORT/DB".
+func (s *Server) URL() string {
+	if s.opts.Password != "" {
+		return fmt.Sprintf("redis://:%s@%s/%d", url.QueryEscape(s.opts.Password), s.Addr(), s.db)
+	}
+	return fmt.Sprintf("redis://%s/%d", s.Addr(), s.db)
+}
 
 // Port returns the TCP port.
 func (s *Server) Port() int { return s.port }
@@ -211,7 +232,7 @@ func (s *Server) Try(args ...string) (string, error) {
 	if len(args) == 0 {
 		return "", errors.New("no command given")
 	}
-	return command(s.Addr(), s.db, 5*time.Second, args...)
+	return command(s.Addr(), s.opts.Password, s.db, 5*time.Second, args...)
 }
 
 // ReplyError is an error reply from Redis (e.g. "WRONGTYPE ...").
@@ -233,12 +254,24 @@ func (s *Server) spawn() error {
 		"--daemonize", "no",
 		"--logfile", "",
 	}
+	if s.opts.Password != "" {
+		args = append(args, "--requirepass", s.opts.Password)
+	}
 	if s.opts.AppendOnly {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
 	args = append(args, s.opts.Args...)
+	if s.opts.confText != "" {
+		conf := s.dir + "/redis.conf"
+		if _, err := os.Stat(conf); err != nil {
+			if err := os.WriteFile(conf, []byte(s.opts.confText), 0o600); err != nil {
+				return fmt.Errorf("writing %s: %v", conf, err)
+			}
+		}
+		args = append([]string{conf}, args...)
+	}
 
 	s.log.mark(fmt.Sprintf("---- redistest: starting %s %s ----\n", s.bin, strings.Join(quoteArgs(args), " ")))
 	cmd := exec.Command(s.bin, args...)
@@ -290,7 +323,7 @@ func (s *Server) spawn() error {
 
 // ready checks that the process listening on our port is ours and serving.
 func (s *Server) ready(pid int) error {
-	pong, err := command(s.Addr(), 0, time.Second, "PING")
+	pong, err := command(s.Addr(), s.opts.Password, 0, time.Second, "PING")
 	if err != nil {
 		return err
 	}
@@ -299,7 +332,7 @@ func (s *Server) ready(pid int) error {
 	}
 	// Guard against a port race with another test process: make sure the
 	// server answering is the child we started.
-	info, err := command(s.Addr(), 0, time.Second, "INFO", "server")
+	info, err := command(s.Addr(), s.opts.Password, 0, time.Second, "INFO", "server")
 	if err != nil {
 		return err
 	}
@@ -459,8 +492,9 @@ func quoteArgs(args []string) []string {
 
 // ---- tiny RESP client ----
 
-// command dials addr, selects db when non-zero, sends args and renders the reply.
-func command(addr string, db int, timeout time.Duration, args ...string) (string, error) {
+// command dials addr, authenticates when password is set, selects db when
+// non-zero, sends args and renders the reply.
+func command(addr, password string, db int, timeout time.Duration, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return "", err
@@ -469,12 +503,20 @@ func command(addr string, db int, timeout time.Duration, args ...string) (string
 	conn.SetDeadline(time.Now().Add(timeout))
 	w := bufio.NewWriter(conn)
 	r := bufio.NewReader(conn)
+	if password != "" {
+		writeCommand(w, "AUTH", password)
+	}
 	if db != 0 {
 		writeCommand(w, "SELECT", strconv.Itoa(db))
 	}
 	writeCommand(w, args...)
 	if err := w.Flush(); err != nil {
 		return "", err
+	}
+	if password != "" {
+		if _, err := readReply(r); err != nil {
+			return "", fmt.Errorf("AUTH: %w", err)
+		}
 	}
 	if db != 0 {
 		if _, err := readReply(r); err != nil {

@@ -323,7 +323,10 @@ func (s *Store) ClearFailures(ctx context.Context) (int64, error) {
 // of the namespace, sorted.
 func (s *Store) KeyNames(ctx context.Context) ([]string, error) {
 	var out []string
-	iter := s.rdb.Scan(ctx, 0, s.Keys.AllPattern(), 1000).Iterator()
+	iter, err := s.scan(ctx, s.Keys.AllPattern(), 1000)
+	if err != nil {
+		return nil, err
+	}
 	for iter.Next(ctx) {
 		out = append(out, s.Keys.Strip(iter.Val()))
 	}

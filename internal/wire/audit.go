@@ -88,5 +88,9 @@ func (s *Store) AuditLog(ctx context.Context, start, count int64) ([][]byte, int
 
 // RedisInfo returns the server's INFO text (all default sections).
 func (s *Store) RedisInfo(ctx context.Context) (string, error) {
-	return s.rdb.Info(ctx).Result()
+	n, err := s.keyNode(ctx)
+	if err != nil {
+		return "", err
+	}
+	return n.Info(ctx).Result()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strconv"
 	"time"
 
@@ -30,6 +31,30 @@ type Payload struct {
 	// padded). See docs/protocol.md.
 	Envelope envelope.Envelope
 	fields   []topField // every top-level field, in order
+}
+
+// MetadataField is the payload field NewPayload.Metadata is written to.
+const MetadataField = "metadata"
+
+// Metadata returns the payload's "metadata" object: its string values, nil
+// when the field is missing or not an object (other values are skipped).
+func (p Payload) Metadata() map[string]string {
+	raw, ok := p.Field(MetadataField)
+	if !ok {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			out[k] = s
+		}
+	}
+	return out
 }
 
 // Field returns the raw value of the top-level field name.
@@ -164,7 +189,11 @@ type NewPayload struct {
 	ID         string
 	EnqueuedAt time.Time
 	Envelope   envelope.Envelope
-	Extra      []Field
+	// Metadata is written as the "metadata" object of strings (sorted by
+	// key) when not empty: resq's carrier for middleware data such as a
+	// trace context. Ruby and node-resque ignore it; it is not signed.
+	Metadata map[string]string
+	Extra    []Field
 }
 
 // Meta is what Encode's payload binds to its signature and encryption when
@@ -234,6 +263,23 @@ func (n NewPayload) Encode() []byte {
 		b = append(b, `,"sig":"`...)
 		b = base64.StdEncoding.AppendEncode(b, sig.Value)
 		b = append(b, '"')
+	}
+	if len(n.Metadata) > 0 {
+		keys := make([]string, 0, len(n.Metadata))
+		for k := range n.Metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = append(b, `,"`+MetadataField+`":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, n.Metadata[k])
+		}
+		b = append(b, '}')
 	}
 	for _, f := range n.Extra {
 		b = append(b, ',')

@@ -188,7 +188,10 @@ return i
 // worker slot (see BlockingPickup).
 func (s *Store) PickedUpPayloads(ctx context.Context) ([][]byte, error) {
 	prefix := s.Keys.PickupPrefix()
-	iter := s.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 100).Iterator()
+	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
+	if err != nil {
+		return nil, err
+	}
 	var out [][]byte
 	for iter.Next(ctx) {
 		vals, err := s.rdb.LRange(ctx, iter.Val(), 0, -1).Result()

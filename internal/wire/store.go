@@ -838,7 +838,10 @@ func (s *Store) BlockingPickup(ctx context.Context, owner, queue string, timeout
 // its queue, in order. It returns the number of jobs moved.
 func (s *Store) ReturnPickups(ctx context.Context, owner string) (int, error) {
 	prefix := s.Keys.Pickup(owner, "")
-	iter := s.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 100).Iterator()
+	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
+	if err != nil {
+		return 0, err
+	}
 	var keys []string
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())
