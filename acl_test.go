@@ -1,9 +1,9 @@
 package resq_test
 
 import (
-	"github.com/resq-go/resq/internal/testkit"
 	"context"
 	"fmt"
+	"github.com/resq-go/resq/internal/testkit"
 	"os"
 	"strings"
 	"sync/atomic"

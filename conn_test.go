@@ -1,9 +1,9 @@
 package resq_test
 
 import (
-	"github.com/resq-go/resq/internal/testkit"
 	"context"
 	"errors"
+	"github.com/resq-go/resq/internal/testkit"
 	"sort"
 	"strings"
 	"sync"

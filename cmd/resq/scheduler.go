@@ -86,7 +86,7 @@ func (c *cli) cmdScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Ping(ctx); err != nil {
+	if err := c.checkRedis(ctx, conn); err != nil {
 		return err
 	}
 	s, err := resq.NewScheduler(conn, cfg)

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -338,10 +339,16 @@ func waitSlots(slots []*slot, timeout <-chan time.Time) bool {
 	return true
 }
 
+// permanentAttempts is how many times in a row a start-up step may fail with
+// a permanent error (wire.IsPermanent) before Run returns it.
+const permanentAttempts = 3
+
 // retry runs fn until it succeeds or a stop is requested, backing off while
-// Redis is unreachable. It returns an error if it stopped first.
+// Redis is unreachable. It returns an error if it stopped first, or if fn
+// failed permanentAttempts times in a row with a permanent error.
 func (e *Engine) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
+	permanent := 0
 	for {
 		err := fn(ctx)
 		if err == nil {
@@ -349,6 +356,16 @@ func (e *Engine) retry(ctx context.Context, what string, fn func(context.Context
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		// A wrong password, a missing permission or an untrusted
+		// certificate does not heal by waiting: after a few attempts
+		// (a failover can briefly look like one) give up with it.
+		if wire.IsPermanent(err) {
+			if permanent++; permanent >= permanentAttempts {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		} else {
+			permanent = 0
 		}
 		e.logger.Warn(what+" failed; retrying", "error", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
