@@ -27,13 +27,21 @@ import (
 	"time"
 )
 
-// ProcessAlive reports whether a process with this pid exists on this host.
+// ProcessAlive reports whether a process with this pid is running on this
+// host. A zombie (exited, not yet reaped by its parent) is not: kill(pid, 0)
+// succeeds on one, so the process state is read from /proc/<pid>/stat.
 func ProcessAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
 	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	if st, ok := processState(pid); ok && (st == 'Z' || st == 'X' || st == 'x') {
+		return false
+	}
+	return true
 }
 
 // Command describes one child process run.

@@ -38,6 +38,21 @@ func cpuTimeOf(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// processState returns the state letter of pid from /proc/<pid>/stat (R,
+// S, D, T, Z for a zombie, X for dead…); ok is false when it cannot be read.
+func processState(pid int) (state byte, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name is in parentheses and may contain spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
+}
+
 // ProcessesWithEnv returns the pids of live (non-zombie) processes whose
 // environment holds the exact entry ("KEY=VALUE"). Processes whose
 // environment this process may not read are not seen. It reads every
