@@ -127,6 +127,16 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Refuse to start when a job's own user could not run its program (a
+	// dedicated uid per job, under --max-procs as root without cgroup v2),
+	// rather than fail every job.
+	cmds := make(map[string]resq.Command, len(specs))
+	for _, s := range specs {
+		cmds[s.class] = resq.Command{Path: s.path, Limits: childLimits}
+	}
+	if err := resq.CheckCommands(cmds); err != nil {
+		return fmt.Errorf("work: not starting: %w", err)
+	}
 
 	if c.env["RESQ_NO_TITLE"] != "1" {
 		// Re-executes this binary in place (same pid) so that the command
