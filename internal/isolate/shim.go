@@ -160,6 +160,9 @@ func runShim(spec, path string, argv []string) int {
 			return fail("parent-death signal: %v", err)
 		}
 	}
+	if path == shimKeeper {
+		return runKeeper()
+	}
 	if path == shimAccess {
 		if sp.UID == 0 || os.Getuid() == 0 {
 			return fail("the access check needs a dedicated uid")
