@@ -495,6 +495,16 @@ func Start(c Command) (*Process, error) {
 // Pid is the child's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
+// Exited reports whether the child has exited (and was reaped).
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Signal sends sig ("QUIT", "TERM", "INT", "KILL", "USR2", "CONT") to the
 // child.
 func (p *Process) Signal(sig string) error {

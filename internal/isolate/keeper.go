@@ -60,7 +60,9 @@ func startKeeper() (*keeper, error) {
 	}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = shimArgv(shimSpec{}, shimKeeper, []string{shimKeeper})
-	cmd.Env = []string{shimEnv + "=1"}
+	// The owner mark lets the next worker's prune find a keeper that
+	// outlived its worker (it exits on its own at the worker's death).
+	cmd.Env = []string{shimEnv + "=1", ownerMark()}
 	if p, ok := os.LookupEnv("PATH"); ok {
 		cmd.Env = append(cmd.Env, "PATH="+p)
 	}
