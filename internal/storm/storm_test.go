@@ -462,6 +462,7 @@ func TestStorm(t *testing.T) {
 	t.Run("term-quit-mid-job", func(t *testing.T) { t.Parallel(); termQuitMidJob(t, sc) })
 	t.Run("other-host-dies", func(t *testing.T) { t.Parallel(); otherHostDies(t, sc) })
 	t.Run("redis-maxmemory", func(t *testing.T) { t.Parallel(); maxmemory(t, sc) })
+	t.Run("stop-with-redis-down", func(t *testing.T) { t.Parallel(); stopWithRedisDown(t, sc) })
 	t.Cleanup(func() {
 		reportMu.Lock()
 		defer reportMu.Unlock()
@@ -605,8 +606,8 @@ func otherHostDies(t *testing.T, sc scale) {
 func maxmemory(t *testing.T, sc scale) {
 	r := newRig(t, "redis-maxmemory", "0.05")
 	r.enqueue(sc.jobs)
-	r.work()
-	r.work()
+	r.ready(r.work())
+	r.ready(r.work())
 	used, _ := strconv.Atoi(infoField(r.srv.Do(t, "INFO", "memory"), "used_memory"))
 	r.srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
 	r.srv.Do(t, "CONFIG", "SET", "maxmemory", strconv.Itoa(used+64<<10))
@@ -632,6 +633,45 @@ func maxmemory(t *testing.T, sc scale) {
 		t.Logf("refused at maxmemory: %v", refusal)
 	}
 	r.srv.Do(t, "CONFIG", "SET", "maxmemory", "0")
+	r.waitDrained(sc.wait)
+	r.finish()
+}
+
+// stopWithRedisDown: Redis dies with jobs running; TERM to one worker and
+// QUIT to the other must end them within the stop timeout all the same
+// (every retry loop honours the worker's context), and the next worker
+// recovers what they could not record once Redis is back.
+func stopWithRedisDown(t *testing.T, sc scale) {
+	if os.Getenv("RESQ_STORM_STOP_DOWN") != "1" {
+		// On branch faults the acker's retry loop ignored the worker's
+		// context: QUIT with Redis down took 20 s ("writing job results
+		// failed; retrying" with growing back-off). The engine's loops take
+		// the context once internal/worker is merged; then drop this gate.
+		t.Skip("set RESQ_STORM_STOP_DOWN=1: the acker's retry loop honours the worker's context only with the internal/worker engine (issue 14)")
+	}
+	r := newRig(t, "stop-with-redis-down", "0.5")
+	r.enqueue(sc.jobs / 5)
+	a, b := r.work(), r.work()
+	r.ready(a)
+	r.ready(b)
+	time.Sleep(700 * time.Millisecond) // jobs running
+	r.srv.Kill(t)
+	start := time.Now()
+	_ = a.Signal("TERM")
+	_ = b.Signal("QUIT")
+	for i, p := range []*isolate.Process{a, b} {
+		// --stop-timeout 1s, the 0.5 s jobs, and the 5 s read timeout of a
+		// command already sent.
+		sig := []string{"TERM", "QUIT"}[i]
+		if _, err := p.Wait(15 * time.Second); err != nil {
+			_, stderr := p.Output()
+			p.Kill()
+			t.Errorf("a worker did not stop within 15 s of %s with Redis down: %v\n%s", sig, err, lastLines(stderr, 15))
+		}
+	}
+	t.Logf("both workers stopped %s after TERM/QUIT with Redis down", time.Since(start).Round(10*time.Millisecond))
+	r.srv.Restart(t)
+	r.work()
 	r.waitDrained(sc.wait)
 	r.finish()
 }
