@@ -288,9 +288,13 @@ func (r *rig) finish() figures {
 	t := r.t
 	t.Helper()
 	ctx := context.Background()
+	// Every live worker has made its start-up check for dead workers.
+	for _, p := range r.alive() {
+		r.ready(p)
+	}
 	// Dead workers whose jobs no live worker recovered yet (a worker prunes
-	// at start-up and every prune interval, under a lock Ruby's workers
-	// share): prune as an operator would, and let the jobs run again.
+	// at start-up and with every heartbeat, 30 s): prune as an operator
+	// would, and let the jobs run again.
 	for range 5 {
 		res, err := r.admin.Prune(ctx, 0, resq.RequeueDeadJobs)
 		if err != nil {
@@ -475,7 +479,7 @@ func TestStorm(t *testing.T) {
 
 // sigkillStorm: workers are SIGKILLed every 100–300 ms and replaced.
 func sigkillStorm(t *testing.T, sc scale) {
-	r := newRig(t, "sigkill-storm", "0.02")
+	r := newRig(t, "sigkill-storm", "0.05")
 	r.enqueue(sc.killJobs)
 	for range 3 {
 		r.work()
