@@ -190,21 +190,17 @@ func (c *Client) prepare(ctx context.Context, p EnqueueParams) (*Job, error) {
 	if err := lim.CheckSize(len(args)); err != nil {
 		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
 	}
-	if err := lim.CheckDepth(args); err != nil {
-		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
-	}
-	n := len(p.Args)
-	if p.RawArgs != nil {
-		var probe []json.RawMessage
-		if err := json.Unmarshal(args, &probe); err != nil {
-			return nil, fmt.Errorf("enqueue %s to queue %s: %w: args must be a JSON array (%v)", class, queue, ErrInvalidArgs, err)
-		}
-		n = len(probe)
-	}
-	if err := lim.CheckArgs(n); err != nil {
-		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
-	}
 	encrypt := p.Encrypt || c.cfg.EncryptAll
+	// What a resq worker refuses when it decodes the job (duplicate keys,
+	// nesting, arity), refused here with the worker's message, before
+	// middleware and Redis see the job.
+	if _, err := wire.CheckArgs(args, lim, encrypt); err != nil {
+		var pe *wire.PayloadError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("enqueue %s to queue %s: %w: %v; every worker would refuse the job", class, queue, ErrInvalidArgs, err)
+		}
+		return nil, fmt.Errorf("enqueue %s to queue %s: %w", class, queue, err)
+	}
 	if encrypt && !c.cfg.Keyring.CanEncrypt() {
 		return nil, fmt.Errorf("enqueue %s to queue %s: encryption requested but the client has no keyring with an encryption key (make one with: resq keys new --out FILE)", class, queue)
 	}

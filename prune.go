@@ -70,6 +70,14 @@ func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, erro
 		}
 		if owner := id.Host + ":" + id.PIDStr; ok && !returned[owner] {
 			returned[owner] = true
+			if id.Host == o.host && id.PID > 0 {
+				// Nothing of the dead worker's jobs may still run when they
+				// run again: its keeper ends them when it dies; this sweep
+				// catches what escaped it.
+				if n := isolate.KillJobsOfDeadOwner(id.PID); n > 0 {
+					o.logger.Warn("killed processes left running by a dead worker's jobs", "owner", owner, "processes", n)
+				}
+			}
 			if n, err := c.store.ReturnPickups(ctx, owner); err != nil {
 				return res, fmt.Errorf("return picked-up jobs of dead worker %s: %w", owner, err)
 			} else if n > 0 {

@@ -176,7 +176,9 @@ type pendingChild struct {
 func (w *Worker) startLimits() error {
 	var isolated []*handlerEntry
 	var first *handlerEntry // the first ChildProcess class, whose limits the first children get
+	commands := false
 	for _, h := range w.handlers {
+		commands = commands || h.command
 		if h.opts.Isolation == ChildProcess && (first == nil || h.class < first.class) {
 			first = h
 		}
@@ -208,6 +210,10 @@ func (w *Worker) startLimits() error {
 			}
 			w.iso.children[id] = sc
 		}
+	} else if commands {
+		// No limits to probe for, but a sandbox all the same: its keeper
+		// ends the commands' processes if this process dies.
+		w.iso = &isolation{sandbox: isolate.NewSandbox(isolate.Capabilities{}), children: map[string]*slotChild{}}
 	}
 	return w.startLeases()
 }

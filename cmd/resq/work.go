@@ -54,7 +54,10 @@ process group, SIGKILL to the whole job 2 s later), --memory, --cpu,
 and --max-output-total (a job writing more is killed). They are enforced
 with cgroup v2 when the worker runs in a delegated cgroup, else with rlimits
 (a process limit then runs each job under a uid of its own, which needs
-root); the worker logs which, per class, at start-up. A job that hits a
+root; resq work then checks at start-up that such a uid can run each
+program and enter the working directory, and refuses to start if not); the
+worker logs which, per class, at start-up. If the worker dies (even by
+SIGKILL), what its jobs started is killed too. A job that hits a
 limit fails with a record naming it (Resq::ResourceLimit: "memory limit
 256 MiB exceeded", Resq::Timeout: "timeout after 30s"); processes a job
 leaves behind are killed and fail it. --class-concurrency CLASS=N caps how
@@ -151,6 +154,16 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	specs, err := parseExecs(execs)
 	if err != nil {
 		return err
+	}
+	// Refuse to start when a job's own user could not run its program (a
+	// dedicated uid per job, under --max-procs as root without cgroup v2),
+	// rather than fail every job.
+	cmds := make(map[string]resq.Command, len(specs))
+	for _, s := range specs {
+		cmds[s.class] = resq.Command{Path: s.path, Limits: childLimits}
+	}
+	if err := resq.CheckCommands(cmds); err != nil {
+		return fmt.Errorf("work: not starting: %w", err)
 	}
 
 	if c.env["RESQ_NO_TITLE"] != "1" {

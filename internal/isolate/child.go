@@ -120,11 +120,15 @@ func (s *Sandbox) StartChild(c ChildCommand) (*Child, error) {
 		files = append(files, r, w)
 	}
 	reqR, reqW, respR, respW, cancelR, cancelW, outR, outW := files[0], files[1], files[2], files[3], files[4], files[5], files[6], files[7]
+	token := randomToken()
 	cmd := &exec.Cmd{
-		Env:        append(append([]string(nil), c.Env...), childEnv+"=1"),
+		Env:        append(append([]string(nil), c.Env...), childEnv+"=1", jobTokenEnv+"="+token),
 		Stdout:     outW,
 		Stderr:     outW,
 		ExtraFiles: []*os.File{reqR, respW, cancelR}, // fds 3, 4, 5
+	}
+	if s.owner != "" {
+		cmd.Env = append(cmd.Env, s.owner)
 	}
 	procLimits := c.Limits
 	procLimits.CPUTime = 0 // per job, polled: an rlimit would count the child's whole life
@@ -133,6 +137,7 @@ func (s *Sandbox) StartChild(c ChildCommand) (*Child, error) {
 		closeAll()
 		return nil, err
 	}
+	t.token = token
 	if err := t.start(cmd); err != nil {
 		closeAll()
 		t.release()

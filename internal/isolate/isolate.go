@@ -27,13 +27,21 @@ import (
 	"time"
 )
 
-// ProcessAlive reports whether a process with this pid exists on this host.
+// ProcessAlive reports whether a process with this pid is running on this
+// host. A zombie (exited, not yet reaped by its parent) is not: kill(pid, 0)
+// succeeds on one, so the process state is read from /proc/<pid>/stat.
 func ProcessAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
 	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	if st, ok := processState(pid); ok && (st == 'Z' || st == 'X' || st == 'x') {
+		return false
+	}
+	return true
 }
 
 // Command describes one child process run.
@@ -78,8 +86,11 @@ var ErrTimeout = errors.New("timeout")
 
 // Run starts the command without cgroups (rlimits, and a dedicated uid for a
 // process limit when running as root) and waits for it; see Sandbox.Run.
+// Unlike a Sandbox from NewSandbox it has no keeper: if this process dies
+// while the command runs, the command's main process is killed (parent-death
+// signal) but what it started is left to KillJobsOfDeadOwner.
 func Run(ctx context.Context, c Command) (Result, error) {
-	s := &Sandbox{caps: Capabilities{DedicatedUIDs: os.Geteuid() == 0, CgroupReason: "not probed"}}
+	s := &Sandbox{caps: Capabilities{DedicatedUIDs: os.Geteuid() == 0, CgroupReason: "not probed"}, owner: ownerMark()}
 	return s.Run(ctx, c)
 }
 
@@ -127,13 +138,18 @@ func (s *Sandbox) Run(ctx context.Context, c Command) (Result, error) {
 	}
 	// The token finds the job's processes that escape both the process
 	// group and the dedicated uid (see the copier timeout below).
-	token := jobTokenEnv + "=" + randomToken()
+	rawToken := randomToken()
+	token := jobTokenEnv + "=" + rawToken
 	cmd := &exec.Cmd{Env: append(append(baseEnv(), c.Env...), token), Stdin: inR, Stdout: outW, Stderr: errW}
+	if s.owner != "" {
+		cmd.Env = append(cmd.Env, s.owner)
+	}
 	t, err := s.prepare(cmd, "job", c.Path, append([]string{c.Path}, c.Args...), c.Limits)
 	if err != nil {
 		closeAll()
 		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
 	}
+	t.token = rawToken
 	start := time.Now()
 	err = t.start(cmd)
 	inR.Close()
@@ -478,6 +494,16 @@ func Start(c Command) (*Process, error) {
 
 // Pid is the child's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the child has exited (and was reaped).
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Signal sends sig ("QUIT", "TERM", "INT", "KILL", "USR2", "CONT") to the
 // child.

@@ -38,21 +38,57 @@ func cpuTimeOf(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// processState returns the state letter of pid from /proc/<pid>/stat (R,
+// S, D, T, Z for a zombie, X for dead…); ok is false when it cannot be read.
+func processState(pid int) (state byte, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name is in parentheses and may contain spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
+}
+
 // ProcessesWithEnv returns the pids of live (non-zombie) processes whose
 // environment holds the exact entry ("KEY=VALUE"). Processes whose
 // environment this process may not read are not seen. It reads every
 // process's /proc entry, which is slow (milliseconds per hundred processes):
 // it is for sweeps after a kill and for tests, not for every job.
 func ProcessesWithEnv(entry string) []int {
+	var out []int
+	for _, m := range scanEnvs(func(kv []byte) bool { return string(kv) == entry }) {
+		out = append(out, m.pid)
+	}
+	return out
+}
+
+// envMatch is a process and the environment entry that matched.
+type envMatch struct {
+	pid   int
+	entry string
+}
+
+// processesWithEnvPrefix returns the live processes with an environment
+// entry that starts with prefix, and that entry.
+func processesWithEnvPrefix(prefix string) []envMatch {
+	return scanEnvs(func(kv []byte) bool { return bytes.HasPrefix(kv, []byte(prefix)) })
+}
+
+// scanEnvs returns, for each live process other than this one, the first
+// environment entry match accepts.
+func scanEnvs(match func(kv []byte) bool) []envMatch {
 	d, err := os.Open("/proc")
 	if err != nil {
 		return nil
 	}
 	names, _ := d.Readdirnames(-1)
 	d.Close()
-	want := []byte(entry)
 	self := os.Getpid()
-	var out []int
+	var out []envMatch
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
 		if err != nil || pid == self {
@@ -63,8 +99,8 @@ func ProcessesWithEnv(entry string) []int {
 			continue // gone, not ours, or a zombie (empty environ)
 		}
 		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.Equal(kv, want) {
-				out = append(out, pid)
+			if match(kv) {
+				out = append(out, envMatch{pid: pid, entry: string(kv)})
 				break
 			}
 		}
@@ -76,17 +112,25 @@ func ProcessesWithEnv(entry string) []int {
 // holds entry, until none is left (processes forked during a sweep are
 // caught by the next one) or a second has passed. It returns how many
 // processes it killed.
-func KillProcessesWithEnv(entry string) int {
-	killed := 0
+func KillProcessesWithEnv(entry string) int { return killProcessesWithEnvs([]string{entry}) }
+
+// killProcessesWithEnvs is KillProcessesWithEnv for any of several entries,
+// in one scan per sweep.
+func killProcessesWithEnvs(entries []string) int {
+	want := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		want[e] = true
+	}
+	killed := map[int]bool{}
 	deadline := time.Now().Add(time.Second)
 	for {
-		pids := ProcessesWithEnv(entry)
-		if len(pids) == 0 || time.Now().After(deadline) {
-			return killed
+		ms := scanEnvs(func(kv []byte) bool { return want[string(kv)] })
+		if len(ms) == 0 || time.Now().After(deadline) {
+			return len(killed)
 		}
-		for _, pid := range pids {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				killed++
+		for _, m := range ms {
+			if syscall.Kill(m.pid, syscall.SIGKILL) == nil {
+				killed[m.pid] = true
 			}
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -170,16 +171,24 @@ func selfTest(tree *cgroupTree) error {
 // Capabilities. It is safe for concurrent use. Close it when done: it owns
 // the worker's job cgroup.
 type Sandbox struct {
-	caps Capabilities
-	tree *cgroupTree // nil without cgroup v2
-	seq  atomic.Uint64
+	caps  Capabilities
+	tree  *cgroupTree // nil without cgroup v2
+	seq   atomic.Uint64
+	owner string // the owner mark every job process carries (ownerMark)
+	// keep is set for a Sandbox from NewSandbox: its jobs are ended by a
+	// keeper process if this process dies (keeper.go), started with the
+	// first job.
+	keep       bool
+	keeperMu   sync.Mutex
+	keeper     *keeper
+	keeperDone bool
 }
 
 // NewSandbox prepares a Sandbox for caps (from Probe). When the cgroup tree
 // cannot be set up after all, it falls back to rlimits and says why in
 // Capabilities().
 func NewSandbox(caps Capabilities) *Sandbox {
-	s := &Sandbox{caps: caps}
+	s := &Sandbox{caps: caps, owner: ownerMark(), keep: true}
 	if caps.CgroupV2 {
 		tree, err := setupCgroupTree(caps.CgroupDir, os.Getpid())
 		if err != nil {
@@ -195,8 +204,30 @@ func NewSandbox(caps Capabilities) *Sandbox {
 // Capabilities returns the mechanisms in force.
 func (s *Sandbox) Capabilities() Capabilities { return s.caps }
 
-// Close removes the sandbox's cgroup directory.
+// keeperFor returns the sandbox's keeper, starting it with the first job;
+// nil when there is none (a Sandbox not from NewSandbox, a program that
+// cannot be re-executed as the shim, a keeper that could not start).
+func (s *Sandbox) keeperFor() *keeper {
+	if !s.keep {
+		return nil
+	}
+	s.keeperMu.Lock()
+	defer s.keeperMu.Unlock()
+	if s.keeper == nil && !s.keeperDone {
+		s.keeper, _ = startKeeper()
+		s.keeperDone = true
+	}
+	return s.keeper
+}
+
+// Close stops the sandbox's keeper and removes its cgroup directory. Every
+// job must have ended.
 func (s *Sandbox) Close() error {
+	s.keeperMu.Lock()
+	k := s.keeper
+	s.keeper, s.keeperDone = nil, true
+	s.keeperMu.Unlock()
+	k.close()
 	if s.tree != nil {
 		return s.tree.close()
 	}
@@ -210,6 +241,9 @@ type tree struct {
 	uid    int     // dedicated uid, 0 if none
 	cg     *cgroup // nil if none
 	atExec *Limits // rlimits to set by prlimit(2) at exec, under ptrace
+	token  string  // the job's token (jobTokenEnv), "" if none
+	keeper *keeper // told of the job while it runs; nil if none
+	keepID uint64
 }
 
 // prepare fills cmd (Path, Args, SysProcAttr) to start path with argv under
@@ -219,7 +253,7 @@ type tree struct {
 // shim where ptrace is not allowed; always in a process group of its own
 // and with SIGKILL as parent-death signal. Start it with tree.start.
 func (s *Sandbox) prepare(cmd *exec.Cmd, name, path string, argv []string, l Limits) (*tree, error) {
-	t := &tree{limits: l}
+	t := &tree{limits: l, keeper: s.keeperFor()}
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	rl := Limits{Files: l.Files} // the rlimits to set
 	uid := 0
@@ -380,6 +414,7 @@ func dedicatedUID() int {
 
 func (t *tree) started(pid int) {
 	t.pgid = pid
+	t.keepID = t.keeper.add(t)
 	if t.cg != nil {
 		// The directory fd was needed only for the clone.
 		t.cg.fd.Close()
@@ -419,8 +454,11 @@ func (t *tree) kill() {
 	}
 }
 
-// release removes the job's cgroup.
+// release forgets the job at the keeper and removes its cgroup. The job's
+// processes are gone (kill).
 func (t *tree) release() {
+	t.keeper.forget(t.keepID)
+	t.keepID = 0
 	if t.cg != nil {
 		t.cg.remove()
 	}

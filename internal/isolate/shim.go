@@ -160,6 +160,15 @@ func runShim(spec, path string, argv []string) int {
 			return fail("parent-death signal: %v", err)
 		}
 	}
+	if path == shimKeeper {
+		return runKeeper()
+	}
+	if path == shimAccess {
+		if sp.UID == 0 || os.Getuid() == 0 {
+			return fail("the access check needs a dedicated uid")
+		}
+		return runAccessChecks(argv[1:])
+	}
 	if path == shimKillAll {
 		if sp.UID == 0 || os.Getuid() == 0 || os.Geteuid() == 0 {
 			return fail("kill-all needs a dedicated uid") // never kill(-1) as root
