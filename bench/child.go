@@ -31,9 +31,10 @@ type childSpec struct {
 	Producers   int    `json:"producers,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`
 	Jobs        int    `json:"jobs"`
-	SpreadMs    int    `json:"spread_ms,omitempty"` // scheduler lateness: enqueueing takes this long
-	Rate        int    `json:"rate,omitempty"`      // latency: jobs per second
-	IdleMs      int    `json:"idle_ms,omitempty"`   // latency: idle time before the first job
+	SpreadMs    int    `json:"spread_ms,omitempty"`  // scheduler lateness: enqueueing takes this long
+	PerSecond   int    `json:"per_second,omitempty"` // scheduler backlog: jobs per due second
+	Rate        int    `json:"rate,omitempty"`       // latency: jobs per second
+	IdleMs      int    `json:"idle_ms,omitempty"`    // latency: idle time before the first job
 	Addr        string `json:"addr"`
 	ResultPath  string `json:"result_path"`
 	CPUProfile  string `json:"cpu_profile,omitempty"`
@@ -71,6 +72,8 @@ type measurement struct {
 	// FirstMoveMs: scheduler backlog, from the mover's start until the
 	// first job left the delayed set (a polling mover's first tick).
 	FirstMoveMs *float64 `json:"first_move_ms,omitempty"`
+	// PerSecond: scheduler backlog, jobs per due second.
+	PerSecond int `json:"per_second,omitempty"`
 
 	RSSMB            float64 `json:"rss_mb"`         // peak (VmHWM) of the measured process
 	CPUUsPerJob      float64 `json:"cpu_us_per_job"` // user+sys of the measured process

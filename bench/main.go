@@ -72,6 +72,7 @@ type config struct {
 	latenessJobs  int           // scheduler lateness
 	latenessSpan  time.Duration // scheduler lateness: enqueueing takes this long
 	backlogJobs   int           // scheduler backlog
+	backlogPerSec int           // scheduler backlog: jobs per due second (resq, gocraft)
 	rate          int
 	idle          time.Duration
 	idleJitter    time.Duration
@@ -104,6 +105,7 @@ func main() {
 		lateJobs    = fs.Int("lateness-jobs", 0, "delayed jobs in the scheduler test's lateness measure (default 1000, 150 with -quick)")
 		lateSpan    = fs.Duration("lateness-span", 0, "time over which the lateness measure's jobs are enqueued (default 20s, 3s with -quick)")
 		backlogJobs = fs.Int("backlog-jobs", 0, "due jobs in the scheduler test's backlog measure (default 50000, 20000 with -quick)")
+		backlogSec  = fs.Int("backlog-per-second", 100, "backlog jobs that share a due second (resq, gocraft; asynq's client cannot store past due times)")
 		producers   = fs.String("producers", "1,8", "producer goroutines in the enqueue test")
 		conc        = fs.String("concurrency", "10,50", "worker concurrency in the process test")
 		rate        = fs.Int("rate", 500, "jobs per second in the latency test")
@@ -129,7 +131,7 @@ func main() {
 		systems: splitList(*systemsFlag), tests: splitList(*testsFlag),
 		rate: *rate, idle: *idle, idleJitter: *idleJitter, profileDir: *profileDir, memProfileDir: *memProfile, verbose: *verbose, progress: os.Stderr,
 		reps: 3, jobs: 100_000, execJobs: 5000, latencyJobs: 1000,
-		latenessJobs: 1000, latenessSpan: 20 * time.Second, backlogJobs: 50_000,
+		latenessJobs: 1000, latenessSpan: 20 * time.Second, backlogJobs: 50_000, backlogPerSec: *backlogSec,
 	}
 	if *quick {
 		cfg.reps, cfg.jobs, cfg.execJobs, cfg.latencyJobs = 1, 20_000, 2000, 300
@@ -351,6 +353,7 @@ func runCase(cfg config, exe, tmp, addr string, admin *resp, c benchCase, rep in
 	}
 	if c.test == "process" || c.measure == "backlog" {
 		prep := spec
+		prep.PerSecond = max(cfg.backlogPerSec, 1)
 		prep.Role = "prep"
 		if err := runChildProcess(cfg, exe, prep); err != nil {
 			return measurement{}, fmt.Errorf("preparing jobs: %w", err)
@@ -369,7 +372,7 @@ func runCase(cfg config, exe, tmp, addr string, admin *resp, c benchCase, rep in
 		}
 		spec.Concurrency, spec.Rate, spec.IdleMs = c.param, cfg.rate, int(idle/time.Millisecond)
 	case "scheduler":
-		spec.Concurrency, spec.SpreadMs = c.param, int(cfg.latenessSpan/time.Millisecond)
+		spec.Concurrency, spec.SpreadMs, spec.PerSecond = c.param, int(cfg.latenessSpan/time.Millisecond), max(cfg.backlogPerSec, 1)
 	}
 	name := fmt.Sprintf("%s-%s-%d-rep%d", c.sys.name, c.test, c.param, rep)
 	if c.measure != "" {

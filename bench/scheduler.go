@@ -42,8 +42,10 @@ type scheduling interface {
 	// handler calls done for every job, and whatever moves due jobs to
 	// its queue, with their default settings. It returns at once.
 	startScheduledWorker(ctx context.Context, addr string, concurrency int, done func(jobArgs)) error
-	// prepBacklog stores n jobs that are all due when it returns.
-	prepBacklog(ctx context.Context, addr string, n int) error
+	// prepBacklog stores n jobs that are all due when it returns, perSecond
+	// of them per due second where the system's client can store past due
+	// times.
+	prepBacklog(ctx context.Context, addr string, n, perSecond int) error
 	// startMover starts only what moves due jobs; no handler runs (or one
 	// that never returns).
 	startMover(ctx context.Context, addr string) error
@@ -56,10 +58,6 @@ type scheduling interface {
 const (
 	latenessConcurrency = 10
 	latenessIdle        = time.Second // the worker and scheduler start before the first job
-	// backlogPerSecond is how many of resq's and gocraft's backlog jobs
-	// share a due second: 50,000 jobs span 500 past seconds, the shape a
-	// scheduler outage of 8 minutes at 100 delayed jobs/s leaves.
-	backlogPerSecond = 100
 )
 
 func schedulerCases(cfg config, sys systemInfo) []benchCase {
@@ -153,7 +151,7 @@ func prepBacklog(ctx context.Context, sys system, spec childSpec) error {
 	if err != nil {
 		return err
 	}
-	if err := sch.prepBacklog(ctx, spec.Addr, spec.Jobs); err != nil {
+	if err := sch.prepBacklog(ctx, spec.Addr, spec.Jobs, max(spec.PerSecond, 1)); err != nil {
 		return err
 	}
 	admin, err := dialRESP(spec.Addr)
@@ -172,7 +170,7 @@ func prepBacklog(ctx context.Context, sys system, spec childSpec) error {
 }
 
 func measureBacklog(ctx context.Context, sys system, spec childSpec) (measurement, error) {
-	m := measurement{Measure: "backlog"}
+	m := measurement{Measure: "backlog", PerSecond: spec.PerSecond}
 	sch, err := asScheduling(sys)
 	if err != nil {
 		return m, err
@@ -236,7 +234,7 @@ func printSchedulerGroup(w io.Writer, measure string, g []measurement) {
 				m.RedisCmdsPerJob, m.RedisReadsPerJob, m.RedisCPUUsPerJob)
 		}
 	default:
-		fmt.Fprintf(w, "scheduler backlog (jobs already due when the mover starts)\n")
+		fmt.Fprintf(w, "scheduler backlog (jobs already due when the mover starts; resq's and gocraft's %d per due second)\n", g[0].PerSecond)
 		fmt.Fprintln(tw, "system\tjobs\tmoved/s\tfirst move ms\tall moved s\tRSS MB\tCPU µs/job\tredis cmds/job\tredis reads/job\tredis CPU µs/job\t")
 		for _, m := range g {
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.2f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t\n",
@@ -291,7 +289,8 @@ func schedulerRatioLine(measure string, g []measurement) string {
 		return strings.Join(parts, "; ")
 	}
 	if b, ok := bestSchedulingPeer(measure, g); ok && b.JobsPerS > 0 {
-		return fmt.Sprintf("resq / best peer (%s): %.2f×%s", b.System, r.JobsPerS/b.JobsPerS, perRep(r.JobsPerSReps, b.JobsPerSReps))
+		return fmt.Sprintf("move rate resq / best peer (%s): %.2f×%s; all moved: resq %.2f s, %s %.2f s (from the mover's start)",
+			b.System, r.JobsPerS/b.JobsPerS, perRep(r.JobsPerSReps, b.JobsPerSReps), r.Seconds, b.System, b.Seconds)
 	}
 	return ""
 }

@@ -37,7 +37,7 @@ func (s asynqSystem) startScheduledWorker(ctx context.Context, addr string, conc
 // seconds: asynq's scheduled set is one sorted set, so the spread over
 // seconds does not matter to its forwarder) and prepBacklog returns once
 // all are due.
-func (s asynqSystem) prepBacklog(ctx context.Context, addr string, n int) error {
+func (s asynqSystem) prepBacklog(ctx context.Context, addr string, n, _ int) error {
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
 	defer client.Close()
 	last, err := enqueueDueSoon(ctx, n, 8, func(i int, due time.Time) error {

@@ -29,8 +29,8 @@ func (s gocraftSystem) startScheduledWorker(ctx context.Context, addr string, co
 }
 
 // prepBacklog enqueues with EnqueueIn and a negative delay: due in the
-// past, backlogPerSecond per second, as resq's backlog.
-func (s gocraftSystem) prepBacklog(ctx context.Context, addr string, n int) error {
+// past, perSecond per second, as resq's backlog.
+func (s gocraftSystem) prepBacklog(ctx context.Context, addr string, n, perSecond int) error {
 	const producers = 8
 	enq := work.NewEnqueuer(gocraftNamespace, gocraftPool(addr, producers+2))
 	var next atomic.Int64
@@ -43,7 +43,7 @@ func (s gocraftSystem) prepBacklog(ctx context.Context, addr string, n int) erro
 				if i >= int64(n) {
 					return
 				}
-				if _, err := enq.EnqueueIn(gocraftJob, -1-i/backlogPerSecond, work.Q{"n": i, "t": 0}); err != nil {
+				if _, err := enq.EnqueueIn(gocraftJob, -1-i/int64(perSecond), work.Q{"n": i, "t": 0}); err != nil {
 					errs <- err
 					return
 				}

@@ -69,17 +69,20 @@ func startResqScheduler(ctx context.Context, addr string, cfg resq.SchedulerConf
 }
 
 // prepBacklog enqueues n delayed jobs with Client.EnqueueBatch from a client
-// whose clock (ClientConfig.NowFunc) runs an hour behind, so the jobs are
-// stored due in the past, backlogPerSecond per second, as a scheduler
-// outage leaves them. Unsigned delayed jobs are stored in Ruby's item
+// whose clock (ClientConfig.NowFunc) runs behind the earliest due second,
+// so the jobs are
+// stored due in the past, perSecond per second (default 100: 50,000 jobs
+// span 500 past seconds, as a scheduler outage of 8 minutes at 100 delayed
+// jobs/s leaves them). Unsigned delayed jobs are stored in Ruby's item
 // format, so this is also the backlog a Ruby producer leaves.
-func (s *resqSystem) prepBacklog(ctx context.Context, addr string, n int) error {
+func (s *resqSystem) prepBacklog(ctx context.Context, addr string, n, perSecond int) error {
 	conn, err := resqConn(addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client, err := resq.NewClient(conn, resq.ClientConfig{NowFunc: func() time.Time { return time.Now().Add(-time.Hour) }})
+	back := time.Hour + time.Duration(n/perSecond)*time.Second // before the earliest due second
+	client, err := resq.NewClient(conn, resq.ClientConfig{NowFunc: func() time.Time { return time.Now().Add(-back) }})
 	if err != nil {
 		return err
 	}
@@ -88,7 +91,7 @@ func (s *resqSystem) prepBacklog(ctx context.Context, addr string, n int) error 
 	for lo := 0; lo < n; lo += chunk {
 		batch := make([]resq.EnqueueParams, 0, chunk)
 		for i := lo; i < min(lo+chunk, n); i++ {
-			due := time.Unix(now-1-int64(i/backlogPerSecond), 0)
+			due := time.Unix(now-1-int64(i/perSecond), 0)
 			batch = append(batch, resq.EnqueueParams{Queue: resqQueue, Class: resqClass, Args: []any{jobArgs{N: int64(i), T: due.UnixMicro()}}, At: due})
 		}
 		if _, err := client.EnqueueBatch(ctx, batch); err != nil {
