@@ -330,7 +330,11 @@ func run(cfg config, addr string) ([]measurement, error) {
 				if m.P99Ms != nil {
 					lat = fmt.Sprintf(", p50 %.2f ms, p99 %.2f ms", *m.P50Ms, *m.P99Ms)
 				}
-				fmt.Fprintf(cfg.progress, "[%d/%d] %s rep %d: %.0f jobs/s%s, rss %.1f MB\n", k, total, c, rep, m.JobsPerS, lat, m.RSSMB)
+				rate := fmt.Sprintf("%.0f jobs/s", m.JobsPerS)
+				if m.Measure == "lateness" {
+					rate = "lateness" // its jobs/s is the bench's pace
+				}
+				fmt.Fprintf(cfg.progress, "[%d/%d] %s rep %d: %s%s, rss %.1f MB\n", k, total, c, rep, rate, lat, m.RSSMB)
 			}
 		}
 	}
