@@ -157,3 +157,98 @@ func TestPercentiles(t *testing.T) {
 		t.Errorf("p50 %v p99 %v max %v, want 50 99 100", *p50, *p99, *worst)
 	}
 }
+
+// TestSchedulerQuick runs the scheduler test for resq and resq-sched-poll
+// with few jobs and checks that every delayed job ran, none before its due
+// second, that the backlog was moved entirely, and that the JSON and the
+// table carry the figures and goal lines.
+func TestSchedulerQuick(t *testing.T) {
+	addr := startTestRedis(t)
+	cfg := config{
+		systems: []string{"resq", "resq-sched-poll", "goworker"}, tests: []string{"scheduler"},
+		latenessJobs: 30, latenessSpan: 500 * time.Millisecond, backlogJobs: 3000, reps: 1,
+	}
+	results, err := run(cfg, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchedulerResults(t, results, map[string]int{
+		"resq/lateness": 30, "resq/backlog": 3000, "resq-sched-poll/lateness": 30,
+	})
+	var table bytes.Buffer
+	printTable(&table, results)
+	for _, want := range []string{"scheduler lateness", "scheduler backlog", "resq-sched-poll", "scheduler lateness p99 ≤ 50 ms", "backlog move ≥ 50,000 jobs/s"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+// TestPeersScheduler checks the peers' delayed-job drivers (goworker has
+// none) and the ratio lines against them.
+func TestPeersScheduler(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	addr := startTestRedis(t)
+	cfg := config{
+		systems: []string{"resq", "asynq", "gocraft"}, tests: []string{"scheduler"},
+		latenessJobs: 20, latenessSpan: 500 * time.Millisecond, backlogJobs: 2000, reps: 1,
+	}
+	results, err := run(cfg, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchedulerResults(t, results, map[string]int{
+		"resq/lateness": 20, "resq/backlog": 2000, "asynq/lateness": 20, "asynq/backlog": 2000,
+		"gocraft/lateness": 20, "gocraft/backlog": 2000,
+	})
+	var table bytes.Buffer
+	printTable(&table, results)
+	if !strings.Contains(table.String(), "vs best peer") || !strings.Contains(table.String(), "resq / best peer") {
+		t.Errorf("table lacks the ratio lines:\n%s", table.String())
+	}
+}
+
+func checkSchedulerResults(t *testing.T, results []measurement, want map[string]int) {
+	t.Helper()
+	var buf bytes.Buffer
+	writeJSON(&buf, results)
+	sc := bufio.NewScanner(&buf)
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("output line does not parse: %v: %s", err, sc.Text())
+		}
+		key := line["system"].(string) + "/" + line["measure"].(string)
+		n, ok := want[key]
+		if !ok {
+			t.Errorf("unexpected line %s", sc.Text())
+			continue
+		}
+		delete(want, key)
+		if done := int(line["jobs_done"].(float64)); done != n {
+			t.Errorf("%s: jobs_done %d, want %d", key, done, n)
+		}
+		switch line["measure"] {
+		case "lateness":
+			p50, ok1 := line["p50_ms"].(float64)
+			_, ok2 := line["p99_ms"].(float64)
+			if !ok1 || !ok2 {
+				t.Errorf("%s: no p50_ms/p99_ms: %s", key, sc.Text())
+			} else if p50 < 0 {
+				t.Errorf("%s: jobs ran before their due second (p50 %.2f ms)", key, p50)
+			}
+		case "backlog":
+			if v := line["jobs_per_s"].(float64); v <= 0 {
+				t.Errorf("%s: jobs_per_s %v", key, v)
+			}
+			if _, ok := line["first_move_ms"].(float64); !ok {
+				t.Errorf("%s: no first_move_ms: %s", key, sc.Text())
+			}
+		}
+	}
+	for k := range want {
+		t.Errorf("no output line for %s", k)
+	}
+}

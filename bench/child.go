@@ -27,11 +27,14 @@ type childSpec struct {
 	Role        string `json:"role"` // "prep": enqueue jobs for a process test; "measure"
 	System      string `json:"system"`
 	Test        string `json:"test"`
+	Measure     string `json:"measure,omitempty"` // scheduler: "lateness" or "backlog"
 	Producers   int    `json:"producers,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`
 	Jobs        int    `json:"jobs"`
-	Rate        int    `json:"rate,omitempty"`    // latency: jobs per second
-	IdleMs      int    `json:"idle_ms,omitempty"` // latency: idle time before the first job
+	SpreadMs    int    `json:"spread_ms,omitempty"`  // scheduler lateness: enqueueing takes this long
+	PerSecond   int    `json:"per_second,omitempty"` // scheduler backlog: jobs per due second
+	Rate        int    `json:"rate,omitempty"`       // latency: jobs per second
+	IdleMs      int    `json:"idle_ms,omitempty"`    // latency: idle time before the first job
 	Addr        string `json:"addr"`
 	ResultPath  string `json:"result_path"`
 	CPUProfile  string `json:"cpu_profile,omitempty"`
@@ -41,9 +44,11 @@ type childSpec struct {
 // measurement is one line of the bench's output: one run, or the medians of
 // several (Reps > 1).
 type measurement struct {
-	System      string `json:"system"`
-	Mode        string `json:"mode,omitempty"` // resq's isolation mode
-	Test        string `json:"test"`
+	System string `json:"system"`
+	Mode   string `json:"mode,omitempty"` // resq's isolation mode
+	Test   string `json:"test"`
+	// Measure is the scheduler test's measure: "lateness" or "backlog".
+	Measure     string `json:"measure,omitempty"`
 	Producers   int    `json:"producers,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`
 	Jobs        int    `json:"jobs"`
@@ -51,13 +56,24 @@ type measurement struct {
 	// Checked: the enqueue call read Redis's reply (enqueue test only).
 	Checked *bool `json:"checked,omitempty"`
 
-	Seconds  float64 `json:"seconds"`
+	// Seconds is the measured window; for the scheduler backlog, from the
+	// mover's start until every job was moved.
+	Seconds float64 `json:"seconds"`
+	// JobsPerS: jobs per second of the window; for the scheduler backlog,
+	// the move rate from the first moved job to the last; 0 for the
+	// scheduler lateness (the producer's pace is set by the bench).
 	JobsPerS float64 `json:"jobs_per_s"`
 	// Latencies: of one enqueue call (enqueue), of pickup: handler start −
-	// enqueue time (latency); null for process.
+	// enqueue time (latency), of handler start − due second (scheduler
+	// lateness); null for process and the scheduler backlog.
 	P50Ms *float64 `json:"p50_ms"`
 	P99Ms *float64 `json:"p99_ms"`
 	MaxMs *float64 `json:"max_ms"`
+	// FirstMoveMs: scheduler backlog, from the mover's start until the
+	// first job left the delayed set (a polling mover's first tick).
+	FirstMoveMs *float64 `json:"first_move_ms,omitempty"`
+	// PerSecond: scheduler backlog, jobs per due second.
+	PerSecond int `json:"per_second,omitempty"`
 
 	RSSMB            float64 `json:"rss_mb"`         // peak (VmHWM) of the measured process
 	CPUUsPerJob      float64 `json:"cpu_us_per_job"` // user+sys of the measured process
@@ -91,6 +107,8 @@ func runChild(specJSON string) {
 	ctx := context.Background()
 	var m measurement
 	switch {
+	case spec.Role == "prep" && spec.Test == "scheduler":
+		err = prepBacklog(ctx, info.new(), spec)
 	case spec.Role == "prep":
 		err = prepJobs(ctx, info.new(), spec)
 	case spec.Test == "enqueue":
@@ -99,6 +117,10 @@ func runChild(specJSON string) {
 		m, err = measureProcess(ctx, info.new(), spec)
 	case spec.Test == "latency":
 		m, err = measureLatency(ctx, info.new(), spec)
+	case spec.Test == "scheduler" && spec.Measure == "lateness":
+		m, err = measureLateness(ctx, info.new(), spec)
+	case spec.Test == "scheduler" && spec.Measure == "backlog":
+		m, err = measureBacklog(ctx, info.new(), spec)
 	default:
 		err = fmt.Errorf("unknown test %q", spec.Test)
 	}

@@ -18,13 +18,20 @@
 //	latency   an idle worker (concurrency 10, default poll settings) gets jobs
 //	          at 500/s from one producer; pickup latency = handler start −
 //	          enqueue time carried in the job's args
+//	scheduler delayed jobs (systems with a scheduler: resq, resq-sched-poll,
+//	          asynq, gocraft), two measures: lateness = handler start − due
+//	          second of jobs enqueued 1–3 s ahead under a running worker and
+//	          scheduler; backlog = how fast the scheduler moves jobs that
+//	          are all due when it starts (see scheduler.go)
 //
 // Systems: resq, goworker, asynq, gocraft, and resq's variants resq-batch
 // (Client.EnqueueBatch, pipelines of 100, enqueue test only), resq-warm (the
 // handler in a warm child process, process test only), resq-plain (the
 // worker's Redis user may not run Lua scripts, process test only), resq-exec (every job
 // runs /bin/true through HandleCommand, process test only) and resq-poll
-// (DisableBlockingPickup, latency test only); see system.go.
+// (DisableBlockingPickup, latency test only), resq-sched-poll (the scheduler
+// polling every 5 s for producers that do not wake it, scheduler lateness
+// only); see system.go.
 //
 // Every line also has the measured process's peak RSS, its CPU per job, and
 // Redis's commands, read events (≈ round trips) and CPU per job from INFO.
@@ -62,6 +69,10 @@ type config struct {
 	jobs          int // enqueue and process tests
 	execJobs      int // process test of resq-exec
 	latencyJobs   int
+	latenessJobs  int           // scheduler lateness
+	latenessSpan  time.Duration // scheduler lateness: enqueueing takes this long
+	backlogJobs   int           // scheduler backlog
+	backlogPerSec int           // scheduler backlog: jobs per due second (resq, gocraft)
 	rate          int
 	idle          time.Duration
 	idleJitter    time.Duration
@@ -91,6 +102,10 @@ func main() {
 		jobs        = fs.Int("jobs", 0, "jobs per enqueue and process measurement (default 100000, 20000 with -quick)")
 		execJobs    = fs.Int("exec-jobs", 0, "jobs for resq-exec's process test (default 5000, 2000 with -quick)")
 		latJobs     = fs.Int("latency-jobs", 0, "jobs in the latency test (default 1000, 300 with -quick)")
+		lateJobs    = fs.Int("lateness-jobs", 0, "delayed jobs in the scheduler test's lateness measure (default 1000, 150 with -quick)")
+		lateSpan    = fs.Duration("lateness-span", 0, "time over which the lateness measure's jobs are enqueued (default 20s, 3s with -quick)")
+		backlogJobs = fs.Int("backlog-jobs", 0, "due jobs in the scheduler test's backlog measure (default 50000, 20000 with -quick)")
+		backlogSec  = fs.Int("backlog-per-second", 100, "backlog jobs that share a due second (resq, gocraft; asynq's client cannot store past due times)")
 		producers   = fs.String("producers", "1,8", "producer goroutines in the enqueue test")
 		conc        = fs.String("concurrency", "10,50", "worker concurrency in the process test")
 		rate        = fs.Int("rate", 500, "jobs per second in the latency test")
@@ -116,14 +131,19 @@ func main() {
 		systems: splitList(*systemsFlag), tests: splitList(*testsFlag),
 		rate: *rate, idle: *idle, idleJitter: *idleJitter, profileDir: *profileDir, memProfileDir: *memProfile, verbose: *verbose, progress: os.Stderr,
 		reps: 3, jobs: 100_000, execJobs: 5000, latencyJobs: 1000,
+		latenessJobs: 1000, latenessSpan: 20 * time.Second, backlogJobs: 50_000, backlogPerSec: *backlogSec,
 	}
 	if *quick {
 		cfg.reps, cfg.jobs, cfg.execJobs, cfg.latencyJobs = 1, 20_000, 2000, 300
+		cfg.latenessJobs, cfg.latenessSpan, cfg.backlogJobs = 150, 3*time.Second, 20_000
+	}
+	if *lateSpan > 0 {
+		cfg.latenessSpan = *lateSpan
 	}
 	for _, o := range []struct {
 		flag int
 		dst  *int
-	}{{*reps, &cfg.reps}, {*jobs, &cfg.jobs}, {*execJobs, &cfg.execJobs}, {*latJobs, &cfg.latencyJobs}} {
+	}{{*reps, &cfg.reps}, {*jobs, &cfg.jobs}, {*execJobs, &cfg.execJobs}, {*latJobs, &cfg.latencyJobs}, {*lateJobs, &cfg.latenessJobs}, {*backlogJobs, &cfg.backlogJobs}} {
 		if o.flag > 0 {
 			*o.dst = o.flag
 		}
@@ -211,13 +231,17 @@ func intList(s string) ([]int, error) {
 
 // benchCase is one measured configuration.
 type benchCase struct {
-	sys   systemInfo
-	test  string
-	param int // producers (enqueue) or concurrency
-	jobs  int
+	sys     systemInfo
+	test    string
+	param   int // producers (enqueue) or concurrency
+	jobs    int
+	measure string // scheduler: "lateness" or "backlog"
 }
 
 func (c benchCase) String() string {
+	if c.test == "scheduler" {
+		return fmt.Sprintf("%s %s %s", c.sys.name, c.test, c.measure)
+	}
 	if c.test == "enqueue" {
 		return fmt.Sprintf("%s %s p=%d", c.sys.name, c.test, c.param)
 	}
@@ -228,9 +252,9 @@ func plan(cfg config) ([]benchCase, error) {
 	var cases []benchCase
 	for _, test := range cfg.tests {
 		switch test {
-		case "enqueue", "process", "latency":
+		case "enqueue", "process", "latency", "scheduler":
 		default:
-			return nil, fmt.Errorf("unknown test %q (known: enqueue, process, latency)", test)
+			return nil, fmt.Errorf("unknown test %q (known: enqueue, process, latency, scheduler)", test)
 		}
 		for _, name := range cfg.systems {
 			sys, err := lookupSystem(name)
@@ -243,18 +267,20 @@ func plan(cfg config) ([]benchCase, error) {
 			switch test {
 			case "enqueue":
 				for _, p := range cfg.producers {
-					cases = append(cases, benchCase{sys, test, p, cfg.jobs})
+					cases = append(cases, benchCase{sys, test, p, cfg.jobs, ""})
 				}
 			case "process":
 				if sys.mode == "exec" { // fork+exec per job: one setting is enough
-					cases = append(cases, benchCase{sys, test, 10, cfg.execJobs})
+					cases = append(cases, benchCase{sys, test, 10, cfg.execJobs, ""})
 					continue
 				}
 				for _, c := range cfg.concurrency {
-					cases = append(cases, benchCase{sys, test, c, cfg.jobs})
+					cases = append(cases, benchCase{sys, test, c, cfg.jobs, ""})
 				}
 			case "latency":
-				cases = append(cases, benchCase{sys, test, 10, cfg.latencyJobs})
+				cases = append(cases, benchCase{sys, test, 10, cfg.latencyJobs, ""})
+			case "scheduler":
+				cases = append(cases, schedulerCases(cfg, sys)...)
 			}
 		}
 	}
@@ -304,7 +330,11 @@ func run(cfg config, addr string) ([]measurement, error) {
 				if m.P99Ms != nil {
 					lat = fmt.Sprintf(", p50 %.2f ms, p99 %.2f ms", *m.P50Ms, *m.P99Ms)
 				}
-				fmt.Fprintf(cfg.progress, "[%d/%d] %s rep %d: %.0f jobs/s%s, rss %.1f MB\n", k, total, c, rep, m.JobsPerS, lat, m.RSSMB)
+				rate := fmt.Sprintf("%.0f jobs/s", m.JobsPerS)
+				if m.Measure == "lateness" {
+					rate = "lateness" // its jobs/s is the bench's pace
+				}
+				fmt.Fprintf(cfg.progress, "[%d/%d] %s rep %d: %s%s, rss %.1f MB\n", k, total, c, rep, rate, lat, m.RSSMB)
 			}
 		}
 	}
@@ -322,11 +352,12 @@ func runCase(cfg config, exe, tmp, addr string, admin *resp, c benchCase, rep in
 		return measurement{}, err
 	}
 	spec := childSpec{
-		System: c.sys.name, Test: c.test, Jobs: c.jobs, Addr: addr,
+		System: c.sys.name, Test: c.test, Measure: c.measure, Jobs: c.jobs, Addr: addr,
 		ResultPath: filepath.Join(tmp, "result.json"),
 	}
-	if c.test == "process" {
+	if c.test == "process" || c.measure == "backlog" {
 		prep := spec
+		prep.PerSecond = max(cfg.backlogPerSec, 1)
 		prep.Role = "prep"
 		if err := runChildProcess(cfg, exe, prep); err != nil {
 			return measurement{}, fmt.Errorf("preparing jobs: %w", err)
@@ -344,8 +375,13 @@ func runCase(cfg config, exe, tmp, addr string, admin *resp, c benchCase, rep in
 			idle += rand.N(cfg.idleJitter)
 		}
 		spec.Concurrency, spec.Rate, spec.IdleMs = c.param, cfg.rate, int(idle/time.Millisecond)
+	case "scheduler":
+		spec.Concurrency, spec.SpreadMs, spec.PerSecond = c.param, int(cfg.latenessSpan/time.Millisecond), max(cfg.backlogPerSec, 1)
 	}
 	name := fmt.Sprintf("%s-%s-%d-rep%d", c.sys.name, c.test, c.param, rep)
+	if c.measure != "" {
+		name = fmt.Sprintf("%s-%s-%s-rep%d", c.sys.name, c.test, c.measure, rep)
+	}
 	if cfg.profileDir != "" {
 		spec.CPUProfile = filepath.Join(cfg.profileDir, name+".cpu.pprof")
 	}
@@ -429,6 +465,7 @@ func medianOf(ms []measurement) measurement {
 	out.P50Ms = pickPtr(func(m measurement) *float64 { return m.P50Ms })
 	out.P99Ms = pickPtr(func(m measurement) *float64 { return m.P99Ms })
 	out.MaxMs = pickPtr(func(m measurement) *float64 { return m.MaxMs })
+	out.FirstMoveMs = pickPtr(func(m measurement) *float64 { return m.FirstMoveMs })
 	for _, m := range ms {
 		out.JobsDone = min(out.JobsDone, m.JobsDone)
 		out.JobsPerSReps = append(out.JobsPerSReps, round(m.JobsPerS, 0))
@@ -479,8 +516,9 @@ func redisVersion(addr string) string {
 // issue's goals.
 func printTable(w io.Writer, results []measurement) {
 	type key struct {
-		test  string
-		param int
+		test    string
+		measure string
+		param   int
 	}
 	param := func(m measurement) int {
 		if m.Test == "enqueue" {
@@ -491,7 +529,7 @@ func printTable(w io.Writer, results []measurement) {
 	var keys []key
 	groups := map[key][]measurement{}
 	for _, m := range results {
-		k := key{m.Test, param(m)}
+		k := key{m.Test, m.Measure, param(m)}
 		if _, ok := groups[k]; !ok {
 			keys = append(keys, k)
 		}
@@ -505,6 +543,11 @@ func printTable(w io.Writer, results []measurement) {
 	}
 	for _, k := range keys {
 		g := groups[k]
+		if k.test == "scheduler" {
+			printSchedulerGroup(w, k.measure, g)
+			fmt.Fprintln(w)
+			continue
+		}
 		what := map[string]string{"enqueue": "producers", "process": "concurrency", "latency": "concurrency"}[k.test]
 		fmt.Fprintf(w, "%s, %s %d\n", k.test, what, k.param)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -669,5 +712,6 @@ func goalLines(results []measurement) []string {
 			lines = append(lines, fmt.Sprintf("idle pickup p99 ≤ 5 ms: %.2f ms — %s", *r.P99Ms, verdict(*r.P99Ms <= 5)))
 		}
 	}
+	lines = append(lines, schedulerGoalLines(results, verdict)...)
 	return lines
 }

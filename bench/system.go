@@ -45,6 +45,8 @@ type systemInfo struct {
 	mode string
 	// peer is true for the libraries resq is compared with.
 	peer bool
+	// noBacklog: the scheduler test measures lateness only.
+	noBacklog bool
 }
 
 // systems are all known systems. resq's isolation modes are separate
@@ -71,16 +73,25 @@ type systemInfo struct {
 //	            (ACL SETUSER … -@scripting), so it runs on plain commands:
 //	            fetches through its pickup lists with LMOVE + MULTI, acks
 //	            without a fetch. Process test only.
+//	resq-sched-poll
+//	            the scheduler as a polling one: SchedulerConfig.Poll 5 s
+//	            (resque-scheduler's poll interval) and delayed jobs written
+//	            as Ruby's Resque.enqueue_at writes them (RPUSH, SADD, ZADD:
+//	            no wake announcement; resq has no option to turn its
+//	            producers' wake off). The scheduler still re-reads the
+//	            schedule at every lock refresh (2 s) and then sleeps until
+//	            the earliest due second it read. Scheduler lateness only.
 var systems = []systemInfo{
-	{name: "resq", new: newResq, checked: true, tests: []string{"enqueue", "process", "latency"}, mode: "in-process"},
+	{name: "resq", new: newResq, checked: true, tests: []string{"enqueue", "process", "latency", "scheduler"}, mode: "in-process"},
 	{name: "resq-exec", new: newResqExec, checked: true, tests: []string{"process"}, mode: "exec"},
 	{name: "resq-warm", new: newResqWarm, checked: true, tests: []string{"process"}, mode: "warm child"},
 	{name: "resq-plain", new: newResqPlain, checked: true, tests: []string{"process"}, mode: "no Lua"},
 	{name: "resq-batch", new: newResqBatch, checked: true, tests: []string{"enqueue"}, mode: "batch of 100"},
 	{name: "resq-poll", new: newResqPoll, checked: true, tests: []string{"latency"}, mode: "in-process, polling"},
+	{name: "resq-sched-poll", new: newResqSchedPoll, checked: true, tests: []string{"scheduler"}, mode: "scheduler polling 5 s", noBacklog: true},
 	{name: "goworker", new: newGoworker, checked: false, tests: []string{"enqueue", "process", "latency"}, peer: true},
-	{name: "asynq", new: newAsynq, checked: true, tests: []string{"enqueue", "process", "latency"}, peer: true},
-	{name: "gocraft", new: newGocraft, checked: true, tests: []string{"enqueue", "process", "latency"}, peer: true},
+	{name: "asynq", new: newAsynq, checked: true, tests: []string{"enqueue", "process", "latency", "scheduler"}, peer: true},
+	{name: "gocraft", new: newGocraft, checked: true, tests: []string{"enqueue", "process", "latency", "scheduler"}, peer: true},
 }
 
 func lookupSystem(name string) (systemInfo, error) {
