@@ -24,6 +24,10 @@ type Job struct {
 	Encrypted bool
 	// Signed is set when the worker verified the job's signature.
 	Signed bool
+	// Attempt is the run's number under a retry policy (resque-retry's
+	// retry_attempt): 0 on the first run, 1 on the first retry. Always 0
+	// for a class without a retry policy.
+	Attempt int
 
 	payload []byte
 	// at is the due time of a delayed job (zero: enqueue now).

@@ -61,6 +61,9 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 	if err := checkClassConcurrency(cfg.ClassConcurrency); err != nil {
 		return nil, fmt.Errorf("resq.NewWorker: %w", err)
 	}
+	if err := cfg.Retry.validate(); err != nil {
+		return nil, fmt.Errorf("resq.NewWorker: %w", err)
+	}
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = DefaultJobTimeout
 	}

@@ -508,7 +508,7 @@ func (w *Worker) runCommand(ctx context.Context, job *Job, c Command) error {
 		} else {
 			msg = status + truncated + ": " + msg
 		}
-		return &JobError{Name: ExceptionExecFailed, Err: errors.New(msg), Backtrace: tailLines(res.Stderr, 20)}
+		return &JobError{Name: ExceptionExecFailed, Err: &ExitError{Code: res.ExitCode, Msg: msg}, Backtrace: tailLines(res.Stderr, 20)}
 	}
 	return nil
 }
