@@ -27,7 +27,7 @@ import (
 
 // RetryKey returns resque-retry's attempt counter key for class and an
 // identifier (RetryIdentifier; "" adds no third part). Whitespace is
-// removed from the whole relative key, as Ruby's gsub(/\s/, '') does.
+// removed from the whole relative key, as Ruby's gsub(/\s/, ”) does.
 func (k Keys) RetryKey(class, identifier string) string {
 	rel := "resque-retry:" + class
 	if identifier != "" {
