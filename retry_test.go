@@ -138,10 +138,20 @@ func TestRetryFatalErrors(t *testing.T) {
 	fail("Fatal", fmt.Errorf("wrapped: %w", errFatal))
 	fail("NoRetry", resq.NoRetry(errTransient))
 	only := resq.RetryPolicy{Limit: 5, RetryOn: []error{errTransient}}
-	w.HandleFunc("NotListed", func(ctx context.Context, j *resq.Job) error { mu.Lock(); runs["NotListed"]++; mu.Unlock(); return errFatal },
+	w.HandleFunc("NotListed", func(ctx context.Context, j *resq.Job) error {
+		mu.Lock()
+		runs["NotListed"]++
+		mu.Unlock()
+		return errFatal
+	},
 		resq.HandlerOptions{Retry: &only})
 	pred := resq.RetryPolicy{Limit: 5, RetryIfFunc: func(err error) bool { return !strings.Contains(err.Error(), "permanent") }}
-	w.HandleFunc("Pred", func(ctx context.Context, j *resq.Job) error { mu.Lock(); runs["Pred"]++; mu.Unlock(); return errors.New("permanent") },
+	w.HandleFunc("Pred", func(ctx context.Context, j *resq.Job) error {
+		mu.Lock()
+		runs["Pred"]++
+		mu.Unlock()
+		return errors.New("permanent")
+	},
 		resq.HandlerOptions{Retry: &pred})
 	var retryInRuns atomic.Int32
 	w.HandleFunc("RetryIn", func(ctx context.Context, j *resq.Job) error {
