@@ -26,7 +26,8 @@ type Job struct {
 	Signed bool
 	// Attempt is the run's number under a retry policy (resque-retry's
 	// retry_attempt): 0 on the first run, 1 on the first retry. Always 0
-	// for a class without a retry policy.
+	// for a class without a retry policy, and in a ChildProcess handler
+	// (a Command gets it as RESQ_JOB_ATTEMPT).
 	Attempt int
 
 	payload []byte

@@ -182,7 +182,8 @@ func (e *retryDirective) Unwrap() error { return e.err }
 // RetryIn returns err marked to be retried after d, whatever the class's
 // policy says about the error or its backoff. The policy's Limit still
 // holds, and a class without a retry policy records the failure (give it
-// one with HandlerOptions.Retry). The failure's exception is err's.
+// one with HandlerOptions.Retry). The failure's exception is err's. In a
+// ChildProcess handler the mark does not cross the process boundary.
 func RetryIn(d time.Duration, err error) error {
 	return &retryDirective{err: err, delay: max(d, 0)}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -470,7 +471,7 @@ func (w *Worker) runCommand(ctx context.Context, job *Job, c Command) error {
 	}
 	cmd := isolate.Command{
 		Path: c.Path, Args: c.Args, Stdin: job.Args,
-		Env:     []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID},
+		Env:     []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID, "RESQ_JOB_ATTEMPT=" + strconv.Itoa(job.Attempt)},
 		Timeout: timeout, KillGrace: lim.KillGrace, MaxOutput: lim.MaxOutput, OutputKill: lim.outputKill(),
 		Limits: lim.isolateLimits(),
 	}

@@ -19,7 +19,7 @@ func TestWorkRetryExitCodes(t *testing.T) {
 	f := setup(t)
 	dir := t.TempDir()
 	fatal := script(t, dir, "fatal.sh", `echo run >> "`+dir+`/fatal.runs"; echo "bad input" >&2; exit 2`)
-	flaky := script(t, dir, "flaky.sh", `echo run >> "`+dir+`/flaky.runs"
+	flaky := script(t, dir, "flaky.sh", `echo "run $RESQ_JOB_ATTEMPT" >> "`+dir+`/flaky.runs"
 if [ ! -e "`+dir+`/flaky.once" ]; then touch "`+dir+`/flaky.once"; echo "try later" >&2; exit 75; fi`)
 	f.ok("enqueue", "--queue", "jobs", "Fatal", `[1]`)
 	f.ok("enqueue", "--queue", "jobs", "Flaky", `[2]`)
@@ -37,6 +37,9 @@ if [ ! -e "`+dir+`/flaky.once" ]; then touch "`+dir+`/flaky.once"; echo "try lat
 	}
 	if runs("fatal") != 1 || runs("flaky") != 2 {
 		t.Errorf("fatal ran %d times, flaky %d; want 1, 2", runs("fatal"), runs("flaky"))
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "flaky.runs")); string(data) != "run 0\nrun 1\n" {
+		t.Errorf("RESQ_JOB_ATTEMPT of the runs: %q", data)
 	}
 	var fails []resq.FailureView
 	f.okJSON(&fails, "failed", "list")
