@@ -163,6 +163,19 @@ func (p RetryPolicy) Validate() error {
 	return nil
 }
 
+// checkHandlerRetries validates the HandlerOptions.Retry of every handler
+// (Run refuses to start with one that cannot work).
+func (w *Worker) checkHandlerRetries() error {
+	for class, h := range w.handlers {
+		if h.opts.Retry != nil {
+			if err := h.opts.Retry.Validate(); err != nil {
+				return fmt.Errorf("resq: the retry policy of class %s: %w", class, err)
+			}
+		}
+	}
+	return nil
+}
+
 // retryDirective is the error a handler returns through RetryIn or
 // NoRetry.
 type retryDirective struct {

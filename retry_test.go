@@ -427,6 +427,11 @@ func TestRetryConfigErrors(t *testing.T) {
 		if _, err := resq.NewWorker(b.conn, resq.WorkerConfig{Retry: resq.RetryConfig{Classes: map[string]resq.RetryPolicy{"X": p}}}); err == nil {
 			t.Errorf("policy %+v accepted", p)
 		}
+		w := newWorker(t, b, resq.WorkerConfig{})
+		w.HandleFunc("X", func(ctx context.Context, j *resq.Job) error { return nil }, resq.HandlerOptions{Retry: &p})
+		if err := w.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "retry policy of class X") {
+			t.Errorf("Run with handler policy %+v: %v", p, err)
+		}
 	}
 }
 

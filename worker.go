@@ -206,6 +206,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.mu.Unlock()
 		return w.serveChild() // serves the worker's pipe, then exits the process
 	}
+	if err := w.checkHandlerRetries(); err != nil {
+		w.mu.Unlock()
+		return err
+	}
 	if err := w.startLimits(); err != nil {
 		w.mu.Unlock()
 		return err
