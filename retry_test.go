@@ -2,6 +2,8 @@ package resq_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -449,4 +451,41 @@ func TestBackoffDelay(t *testing.T) {
 	if r.Delay(0) != 0 || r.Delay(2) != 10*time.Minute || r.Delay(99) != 6*time.Hour {
 		t.Errorf("resque strategy %v %v %v", r.Delay(0), r.Delay(2), r.Delay(99))
 	}
+}
+
+// An encrypted job's retry stays encrypted, and its counter is keyed by
+// its id, not by a hash of its secret args.
+func TestRetryEncryptedKeyedByID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	kr, _ := keyring(t, resq.KeyHMAC)
+	sealer := testkit.Client(t, b.conn, resq.ClientConfig{Keyring: kr, EncryptAll: true})
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, Keyring: kr,
+		Retry: resq.RetryConfig{Default: &resq.RetryPolicy{Limit: 2, Backoff: resq.Backoff{Delays: []time.Duration{time.Hour}}}}})
+	ran := make(chan string, 2)
+	w.HandleFunc("Secret", func(ctx context.Context, j *resq.Job) error { ran <- string(j.Args); return errors.New("later") })
+	testkit.RunWorker(t, w)
+	e, err := sealer.Enqueue(ctx, "q", "Secret", "card-4242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := <-ran; a != `["card-4242"]` {
+		t.Fatalf("args %s", a)
+	}
+	testkit.Eventually(t, "the retry delayed", func() bool { return b.srv.Do(t, "ZCARD", b.key("delayed_queue_schedule")) == "1" })
+	ts := b.srv.Do(t, "ZRANGE", b.key("delayed_queue_schedule"), "0", "0")
+	item := b.srv.Do(t, "LINDEX", b.key("delayed:"+ts), "0")
+	if strings.Contains(item, "card-4242") || !strings.Contains(item, `"enc":{`) || !strings.Contains(item, `"id":"`+e.ID+`"`) {
+		t.Errorf("retry item %s", item)
+	}
+	want := b.key("resque-retry:Secret:" + wireSHA1("id-"+e.ID))
+	if keys := retryKeys(t, b); !strings.Contains(keys, want) || strings.Contains(b.srv.Do(t, "GET", b.key("failure-resque-retry:Secret:"+wireSHA1("id-"+e.ID))), "card-4242") {
+		t.Errorf("retry keys %s, want %s and a record without the args", keys, want)
+	}
+}
+
+func wireSHA1(s string) string {
+	sum := sha1.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
