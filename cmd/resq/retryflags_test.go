@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,60 @@ func TestRetryFlagErrors(t *testing.T) {
 	}
 	if s := cfg.Classes["Sync"]; s.Limit != 6 || s.Backoff.Delay(5) != 6*time.Hour {
 		t.Errorf("Sync %+v", s)
+	}
+}
+
+// Workers SIGKILLed again and again while jobs fail and are retried lose
+// no job: a retry is written in the same MULTI as the ack, so a killed
+// worker's job is either in its in-flight record (requeued by the next
+// worker) or already back in its queue. Every job ends done, none in the
+// failed list, and no counter is left.
+func TestSIGKILLDuringRetries(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	marks := t.TempDir()
+	// Fails on attempts 0 and 1, succeeds from attempt 2 on.
+	job := script(t, t.TempDir(), "job.sh", `if [ "$RESQ_JOB_ATTEMPT" -lt 2 ]; then exit 75; fi
+echo done >> "`+marks+`/done-$RESQ_JOB_ID"`)
+	const jobs = 200
+	for i := range jobs {
+		f.ok("enqueue", "--queue", "q", "Job", fmt.Sprintf("[%d]", i))
+	}
+	args := []string{"work", "--queues", "q", "--concurrency", "4", "--poll", "0.05", "--no-scheduler",
+		"--exec", "Job=" + job, "--retry", "Job=limit:forever"}
+	kills := 0
+	for round := 0; round < 8; round++ {
+		p := f.startBinary(args...)
+		time.Sleep(time.Duration(80+round*37%60) * time.Millisecond)
+		if err := p.Signal("KILL"); err != nil {
+			t.Fatal(err)
+		}
+		p.Wait(10 * time.Second)
+		kills++
+	}
+	if m, _ := filepath.Glob(marks + "/done-*"); len(m) == jobs {
+		t.Fatal("every job was done before the last kill: the test proved nothing")
+	} else {
+		t.Logf("%d of %d jobs done after %d kills", len(m), jobs, kills)
+	}
+	p := f.startBinary(args...)
+	testkit.Eventually(t, "the last worker started", func() bool { _, e := p.Output(); return strings.Contains(string(e), "resq work starting") })
+	testkit.Eventually(t, "every job done", func() bool { m, _ := filepath.Glob(marks + "/done-*"); return len(m) == jobs })
+	p.Signal("QUIT")
+	if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
+		out, errOut := p.Output()
+		t.Fatalf("QUIT: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	if n := f.srv.Do(t, "LLEN", f.key("failed")); n != "0" {
+		t.Errorf("%s failure records, want none", n)
+	}
+	if m, _ := filepath.Glob(marks + "/done-*"); len(m) != jobs {
+		t.Errorf("%d jobs done, want %d", len(m), jobs)
+	}
+	if k := f.srv.Do(t, "KEYS", f.key("*resque-retry*")); k != "" {
+		t.Errorf("retry keys left after %d kills: %s", kills, k)
+	}
+	if n := f.srv.Do(t, "LLEN", f.key("queue:q")); n != "0" {
+		t.Errorf("%s jobs left in the queue", n)
 	}
 }
