@@ -489,3 +489,26 @@ func wireSHA1(s string) string {
 	sum := sha1.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// A counter that is not an integer fails the job without running it, with
+// a record that says why (nothing loops, nothing is lost).
+func TestRetryBadCounter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.srv.Do(t, "SET", b.key("resque-retry:Job:"+wireSHA1("1")), "not-a-number")
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1, Retry: resq.RetryConfig{Default: &resq.RetryPolicy{Limit: 3}}})
+	var runs atomic.Int32
+	w.HandleFunc("Job", func(ctx context.Context, j *resq.Job) error { runs.Add(1); return nil })
+	testkit.RunWorker(t, w)
+	if _, err := b.client.Enqueue(ctx, "q", "Job", 1); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the failure recorded", func() bool { return b.srv.Do(t, "LLEN", b.key("failed")) == "1" })
+	if rec := b.srv.Do(t, "LINDEX", b.key("failed"), "0"); !strings.Contains(rec, `"exception":"`+resq.ExceptionRetryCount+`"`) || !strings.Contains(rec, "the job was not run") {
+		t.Errorf("record %s", rec)
+	}
+	if runs.Load() != 0 {
+		t.Error("the job ran")
+	}
+}
