@@ -148,6 +148,9 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 		WorkerID: slotID, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed}
 	job.elems, job.split = elems, args
 	if rs, err = w.beginRetry(hardCtx, h, p, args); err != nil {
+		if hardCtx.Err() != nil {
+			return ack, true // a fast stop: the job goes back untouched
+		}
 		return fail(ExceptionRetryCount, err.Error()+"; the job was not run", nil), false
 	} else if rs != nil {
 		job.Attempt = rs.attempt
