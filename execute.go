@@ -66,11 +66,12 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 		w.cfg.OnJobDoneFunc(ev)
 	}()
 	var secretsOf func() []string // values to scrub from error messages
+	var rs *retryState            // set for a class with a retry policy
+	var runErr error              // the handler's error, which a retry policy judges
 	// fail turns the job's end into a failure: every failure passes here.
-	// Retry policies plug in at this point: a policy that retries the job
-	// will, instead of ack.Failure, set on the ack a delayed push (a field
-	// of wire.Ack to come), written by the acker in the same transaction
-	// that clears the in-flight record.
+	// A retry policy that retries the job puts the retry on the ack
+	// instead of ack.Failure (retry.go); the acker writes it in the same
+	// transaction that clears the in-flight record.
 	fail := func(name, msg string, bt []string) wire.Ack {
 		var secrets []string
 		if secretsOf != nil {
@@ -86,12 +87,25 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 		if len(payload) == 0 || payload[0] != '{' || !json.Valid(payload) {
 			payload = wire.InvalidPayloadObject(f.Raw)
 		}
-		ack.Failure = wire.Failure{
+		rec := wire.Failure{
 			FailedAt: wire.FailedAt(time.Now()), Payload: payload, Exception: name, Error: msg,
 			Backtrace: bt, Worker: slotID, Queue: f.Queue,
-		}.Encode()
+		}
 		ack.CountFailed = true
 		ev.Exception = name
+		if rs != nil && runErr != nil {
+			if retry, delay := w.planRetry(rs, runErr, f, p, rec.Encode(), time.Now()); retry != nil {
+				ack.Retry, ack.SeenID = retry, "" // the job has not finished: no replay mark
+				ev.Outcome = OutcomeRetried
+				w.logger.Info("job failed, retrying", "job_id", ev.ID, "class", ev.Class, "queue", f.Queue, "worker", slotID,
+					"exception", name, "attempt", rs.attempt, "delay", delay, "bytes", len(f.Raw), "duration", time.Since(start))
+				return ack
+			}
+			rec.Error += rs.giveUpText()
+			rec.Attempts = rs.attempt + 1
+			ack.DelKeys = []string{rs.key, w.store.Keys.RetryFailureKey(rs.key)}
+		}
+		ack.Failure = rec.Encode()
 		w.logger.Warn("job failed", "job_id", ev.ID, "class", ev.Class, "queue", f.Queue, "worker", slotID,
 			"exception", name, "bytes", len(f.Raw), "duration", time.Since(start))
 		return ack
@@ -153,6 +167,14 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 		WorkerID: slotID, StartedAt: start, payload: f.Raw, Encrypted: p.Envelope.Enc != nil, Signed: signed, ActiveJob: aj}
 	job.elems, job.split = elems, args
 	job.Metadata = p.Metadata()
+	if rs, err = w.beginRetry(hardCtx, h, p, args); err != nil {
+		if hardCtx.Err() != nil {
+			return ack, true // a fast stop: the job goes back untouched
+		}
+		return fail(ExceptionRetryCount, err.Error()+"; the job was not run", nil), false
+	} else if rs != nil {
+		job.Attempt = rs.attempt
+	}
 	timeout := w.cfg.JobTimeout
 	if h.opts.Timeout > 0 {
 		timeout = h.opts.Timeout
@@ -161,6 +183,10 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 	err = runProtected(jctx, w.perform(h), job)
 	timedOut := errors.Is(jctx.Err(), context.DeadlineExceeded)
 	cancel()
+	runErr = err
+	if rs != nil && (err == nil || errors.Is(err, ErrDontPerform)) {
+		ack.DelKeys = []string{rs.key, w.store.Keys.RetryFailureKey(rs.key)} // resque-retry's after_perform
+	}
 	switch {
 	case err == nil:
 		w.logger.Debug("job done", "job_id", job.ID, "class", job.Class, "queue", job.Queue,

@@ -41,6 +41,9 @@ type HandlerOptions struct {
 	Isolation Isolation
 	// Limits bound a ChildProcess handler's child (ignored in process).
 	Limits ChildLimits
+	// Retry, when set, is this class's retry policy, over
+	// WorkerConfig.Retry (see RetryPolicy).
+	Retry *RetryPolicy
 }
 
 type handlerEntry struct {

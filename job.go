@@ -35,6 +35,11 @@ type Job struct {
 	// middleware and read by worker middleware. It is not signed or
 	// encrypted: never put argument values or secrets in it.
 	Metadata map[string]string
+	// Attempt is the run's number under a retry policy (resque-retry's
+	// retry_attempt): 0 on the first run, 1 on the first retry. Always 0
+	// for a class without a retry policy, and in a ChildProcess handler
+	// (a Command gets it as RESQ_JOB_ATTEMPT).
+	Attempt int
 
 	payload    []byte
 	railsShape bool // an ActiveJob enqueue: unsigned, the payload is Rails' {"class","args"} only

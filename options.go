@@ -94,6 +94,9 @@ type WorkerConfig struct {
 	// concurrency.go). A job of a class at its cap goes back to the tail of
 	// its queue without counting as processed. Empty: no caps.
 	ClassConcurrency map[string]int
+	// Retry holds the retry policies (per class and a default). Empty: a
+	// failed job is recorded at once, as before.
+	Retry RetryConfig
 }
 
 // Job outcomes reported in JobEvent.
@@ -102,6 +105,7 @@ const (
 	OutcomeFailed   = "failed"
 	OutcomeSkipped  = "skipped"  // a middleware returned ErrDontPerform
 	OutcomeRequeued = "requeued" // interrupted by a fast stop
+	OutcomeRetried  = "retried"  // failed, and its retry was written
 )
 
 // Class labels used for jobs whose class is not a registered one, so that

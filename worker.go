@@ -61,6 +61,9 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 	if err := checkClassConcurrency(cfg.ClassConcurrency); err != nil {
 		return nil, fmt.Errorf("resq.NewWorker: %w", err)
 	}
+	if err := cfg.Retry.validate(); err != nil {
+		return nil, fmt.Errorf("resq.NewWorker: %w", err)
+	}
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = DefaultJobTimeout
 	}
@@ -202,6 +205,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if InChildProcess() {
 		w.mu.Unlock()
 		return w.serveChild() // serves the worker's pipe, then exits the process
+	}
+	if err := w.checkHandlerRetries(); err != nil {
+		w.mu.Unlock()
+		return err
 	}
 	if err := w.startLimits(); err != nil {
 		w.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -476,7 +477,7 @@ func (w *Worker) runCommand(ctx context.Context, job *Job, c Command) error {
 	}
 	cmd := isolate.Command{
 		Path: c.Path, Args: c.Args, Stdin: job.Args,
-		Env:     []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID},
+		Env:     []string{"RESQ_JOB_CLASS=" + job.Class, "RESQ_JOB_QUEUE=" + job.Queue, "RESQ_JOB_ID=" + job.ID, "RESQ_JOB_ATTEMPT=" + strconv.Itoa(job.Attempt)},
 		Timeout: timeout, KillGrace: lim.KillGrace, MaxOutput: lim.MaxOutput, OutputKill: lim.outputKill(),
 		Limits: lim.isolateLimits(),
 	}
@@ -514,7 +515,7 @@ func (w *Worker) runCommand(ctx context.Context, job *Job, c Command) error {
 		} else {
 			msg = status + truncated + ": " + msg
 		}
-		return &JobError{Name: ExceptionExecFailed, Err: errors.New(msg), Backtrace: tailLines(res.Stderr, 20)}
+		return &JobError{Name: ExceptionExecFailed, Err: &ExitError{Code: res.ExitCode, Msg: msg}, Backtrace: tailLines(res.Stderr, 20)}
 	}
 	return nil
 }

@@ -63,10 +63,21 @@ limit fails with a record naming it (Resq::ResourceLimit: "memory limit
 leaves behind are killed and fail it. --class-concurrency CLASS=N caps how
 many jobs of CLASS run at once across all workers.
 
+Retries (as resque-retry, on its keys): --retry CLASS=POLICY retries failed
+jobs of CLASS through the delayed queue ('*' for every class without its own
+policy); only the last failed attempt is recorded in the failed list. POLICY
+is comma-separated KEY:VALUE: limit:N|forever (retries after the first run;
+default 1), delay:D, delays:D;D;... (the last repeats),
+backoff:exponential with base:D and max:D, backoff:resque (0, 1m, 10m, 1h,
+3h, 6h; limit 6), jitter:F (0 to 1), fatal-exit:N;N (exit codes never
+retried), retry-exit:N;N (only these are retried), expire:D (the attempt
+counter's TTL beyond the longest wait).
+
 Example:
   resq work --queues critical,default --concurrency 4 \
     --exec ResizeImage=/usr/local/bin/resize-image --timeout 30s \
-    --memory 512MiB --cpu 20s --max-procs 32 --class-concurrency ResizeImage=2`
+    --memory 512MiB --cpu 20s --max-procs 32 --class-concurrency ResizeImage=2 \
+    --retry 'ResizeImage=limit:5,backoff:exponential,base:10s,max:1h,jitter:0.2,fatal-exit:2'`
 
 // execSpec is one --exec CLASS=PATH.
 type execSpec struct{ class, path string }
@@ -90,6 +101,7 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		unsigned    string
 		replay      time.Duration
 		lim         limitFlags
+		retries     []string
 	)
 	pollDefault := resq.DefaultPollInterval
 	if v := c.env["INTERVAL"]; v != "" {
@@ -111,6 +123,7 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	fs.StringVar(&unsigned, "allow-unsigned", "", "`QUEUES` (comma-separated names and globs) whose unsigned jobs run even though the keyring has signing keys; signed jobs there are still verified")
 	newDuration(fs.FlagSet, &replay, "replay-window", 0, "run each job id at most once within `D` (e.g. 24h; off by default)")
 	lim.register(fs, "fail")
+	fs.Var(stringsValue{&retries}, "retry", retryFlagHelp)
 	var sched schedulerFlags
 	var noScheduler bool
 	sched.register(fs, c.env, "scheduler-")
@@ -128,6 +141,10 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		}
 	}
 	limits, err := lim.limits("work")
+	if err != nil {
+		return err
+	}
+	retryCfg, err := parseRetryFlags(retries)
 	if err != nil {
 		return err
 	}
@@ -194,6 +211,7 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		Keyring:          keyring,
 		ReplayWindow:     replay,
 		Limits:           limits,
+		Retry:            retryCfg,
 	}
 	if unsigned != "" {
 		cfg.AllowUnsigned = []string{unsigned}

@@ -65,6 +65,10 @@ type Failure struct {
 	Worker    string
 	Queue     string
 	RetriedAt string
+	// Attempts, when positive, is how many times the job ran under a retry
+	// policy before this failure was recorded ("attempts", which Ruby's
+	// Resque::Failure ignores).
+	Attempts int
 }
 
 // Encode writes a failure record in Ruby's key order.
@@ -96,6 +100,10 @@ func (f Failure) Encode() []byte {
 	if f.RetriedAt != "" {
 		b = append(b, `,"retried_at":`...)
 		b = appendString(b, f.RetriedAt)
+	}
+	if f.Attempts > 0 {
+		b = append(b, `,"attempts":`...)
+		b = strconv.AppendInt(b, int64(f.Attempts), 10)
 	}
 	return append(b, '}')
 }

@@ -334,6 +334,12 @@ type Ack struct {
 	// protection).
 	SeenID  string
 	SeenTTL time.Duration
+	// Retry, when set, writes the job's next attempt (see Retry) in the
+	// ack's MULTI; Failure is then normally nil.
+	Retry *Retry
+	// DelKeys are deleted in the ack's MULTI (a retry counter when the job
+	// succeeded or gave up).
+	DelKeys []string
 }
 
 // HistoryTTL is how long the per-minute processed/failed history is kept.
@@ -353,6 +359,12 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 	for _, a := range acks {
 		if a.Failure != nil {
 			p.RPush(ctx, s.Keys.Failed(), a.Failure)
+		}
+		if a.Retry != nil {
+			s.retryCommands(ctx, p, a.Retry)
+		}
+		if len(a.DelKeys) > 0 {
+			p.Del(ctx, a.DelKeys...)
 		}
 		if a.CountFailed {
 			failed++
