@@ -76,8 +76,8 @@ func TestBrowser(t *testing.T) {
 	hour := time.Now().Truncate(time.Hour)
 	schedules := &fakeSchedules{entries: []web.ScheduleEntry{
 		{Name: "nightly_report", Class: "ExportReport", Queue: "slow", Cron: "0 3 * * * Europe/Berlin", Description: "last month's figures",
-			Source: "file", Active: true, NextRun: hour.Add(27 * time.Hour), LastRun: hour.Add(-21 * time.Hour), Args: []byte(`[{"month":"2026-10"}]`)},
-		{Name: "clear_cache", Class: "ClearCache", Queue: "low", Every: "1h", Source: "persistent", Removable: true, Active: true,
+			Source: "static", NextRun: hour.Add(27 * time.Hour), LastRun: hour.Add(-21 * time.Hour), Args: []byte(`[{"month":"2026-10"}]`)},
+		{Name: "clear_cache", Class: "ClearCache", Queue: "low", Every: "1h", Source: "persistent", Removable: true,
 			NextRun: hour.Add(time.Hour), LastRun: hour},
 	}}
 	f := setup(t, web.Config{Prefix: "/resq", Schedules: schedules}, false)

@@ -400,23 +400,24 @@ func TestScheduleTab(t *testing.T) {
 	last := time.Now().Add(-50 * time.Minute).Truncate(time.Second)
 	src := &fakeSchedules{entries: []web.ScheduleEntry{
 		{Name: "nightly_report", Class: "Report", Queue: "low", Cron: "0 3 * * * Europe/Berlin", Description: "the night's numbers",
-			Source: "file", Active: true, NextRun: next, LastRun: last, Args: []byte(`[{"password":"SECRET-sched-1","day":"yesterday"}]`)},
-		{Name: "clear_cache", Class: "ClearCache", Queue: "low", Every: "1h", Source: "persistent", Removable: true, Active: true, NextRun: next},
-		{Name: "manual", Class: "Manual", Queue: "ops", Source: "file", Active: false},
+			Source: "static", NextRun: next, LastRun: last, Args: []byte(`[{"password":"SECRET-sched-1","day":"yesterday"}]`)},
+		{Name: "clear_cache", Class: "ClearCache", Queue: "low", Every: "1h", Source: "persistent", Removable: true, NextRun: next},
+		{Name: "manual", Class: "Manual", Queue: "ops", Source: "static", Envs: []string{"staging"}, ArgsSize: 12},
+		{Name: "broken", Source: "persistent", Removable: true, Problem: "cron: 7 fields"},
 	}}
 	f := setup(t, web.Config{Schedules: src}, false)
 	b := f.browser(t, "")
 	b.login(adminName, adminPass)
 	page := b.get("/schedule").body
 	mustContain(t, "/schedule", page, "nightly_report", "cron: 0 3 * * * Europe/Berlin", "every: 1h", "never (enqueue by hand)",
-		"the night&#39;s numbers", resq.Redacted, "yesterday", when(next), when(last), "Never", "other environment",
+		"the night&#39;s numbers", resq.Redacted, "yesterday", when(next), when(last), "Never", "only in staging", "12 bytes (not shown)", "cron: 7 fields",
 		`name="job_name" value="clear_cache"`, "Delete", "Enqueue now", "no scheduler is master")
 	mustNotContain(t, "/schedule", page, "SECRET-sched-1", " style=", "<script>")
 	if strings.Index(page, "clear_cache") > strings.Index(page, "nightly_report") {
 		t.Error("schedules are not sorted by name")
 	}
-	if n := strings.Count(page, ">Delete<"); n != 1 {
-		t.Errorf("%d Delete buttons, want 1 (only the dynamic schedule)", n)
+	if n := strings.Count(page, ">Delete<"); n != 2 {
+		t.Errorf("%d Delete buttons, want 2 (only the persistent schedules)", n)
 	}
 
 	v := f.browser(t, "")

@@ -12,36 +12,41 @@ import (
 	"github.com/resq-go/resq"
 )
 
-// ScheduleEntry is one recurring schedule as the Schedule tab shows it.
+// ScheduleEntry is one recurring schedule as the Schedule tab shows it
+// (the fields of resq.ScheduleView).
 type ScheduleEntry struct {
-	Name        string
-	Class       string
-	Queue       string
-	Args        json.RawMessage // shown through the namespace's redactor
-	Cron        string          // "0 * * * *", maybe with a time zone; or ""
-	Every       string          // "15m", maybe with options; or ""
+	Name  string
+	Class string
+	Queue string // "" when the config names none
+	// Args, when given, is shown through the namespace's redactor; resq's
+	// Admin.Schedules gives only ArgsSize, and the tab then shows the size.
+	Args     json.RawMessage
+	ArgsSize int
+	Cron     string // "0 * * * *", maybe with a time zone; or ""
+	Every    string // "15m"; or ""
+	// Description is free text from the config.
 	Description string
-	// Source says where the schedule comes from, e.g. "file" or
-	// "persistent" (Ruby's persistent_schedules).
+	// Source says where the schedule comes from: "static" (a schedule
+	// file) or "persistent" (Ruby's persistent_schedules).
 	Source string
-	// Removable is set for schedules RemoveSchedule can delete (dynamic
-	// ones); a schedule from a file is changed in its file.
+	// Envs is the rails_env/env filter; empty: every environment.
+	Envs []string
+	// Removable is set for schedules RemoveSchedule can delete (persistent
+	// ones); a static schedule is changed in its file.
 	Removable bool
-	// Active is false for a schedule another environment's scheduler runs
-	// (rails_env/env), shown dimmed.
-	Active bool
 	// NextRun is the next fire time; zero when it never fires or is unknown.
 	NextRun time.Time
 	// LastRun is when a scheduler last enqueued it (Ruby's
-	// delayed:last_enqueued_at); zero when never. LastRunText is the stored
-	// text when it is not a time resq can read.
-	LastRun     time.Time
-	LastRunText string
+	// delayed:last_enqueued_at); zero when never.
+	LastRun time.Time
+	// Problem says why the schedule cannot fire (its config does not
+	// parse); the other fields may then be empty.
+	Problem string
 }
 
-// Schedules is what the Schedule tab reads and changes. resq's Admin
-// (through a small adapter) implements it; the lead of the application
-// wires it in Config.Schedules.
+// Schedules is what the Schedule tab reads and changes: a few lines over
+// resq.Admin's Schedules, EnqueueScheduleNow and RemoveSchedule (with the
+// schedule file the schedulers load), set in Config.Schedules.
 type Schedules interface {
 	// Schedules lists every recurring schedule.
 	Schedules(ctx context.Context) ([]ScheduleEntry, error)
@@ -102,6 +107,9 @@ func (h *Handler) schedule(w http.ResponseWriter, r *http.Request, p principal) 
 	sort.Slice(es, func(i, j int) bool { return es[i].Name < es[j].Name })
 	for _, e := range es {
 		row := scheduleRow{ScheduleEntry: e, ArgsText: scheduleArgs(red, e.Class, e.Args)}
+		if len(e.Args) == 0 && e.ArgsSize > 0 {
+			row.ArgsText = fmt.Sprintf("%d bytes (not shown)", e.ArgsSize)
+		}
 		switch {
 		case e.Cron != "":
 			row.Interval = "cron: " + e.Cron
