@@ -454,3 +454,41 @@ func TestScheduleTab(t *testing.T) {
 }
 
 func when(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// TestDelayedPrefix: under a path prefix every link and form of the
+// Delayed tab stays inside it, and actions redirect inside it.
+func TestDelayedPrefix(t *testing.T) {
+	t.Parallel()
+	f := setup(t, web.Config{Prefix: "/resq"}, false)
+	at := time.Now().Add(time.Hour)
+	if _, err := f.client.EnqueueAt(bg, at, "a/b", "Job", order{OrderID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ts := strconv.FormatInt(at.Unix(), 10)
+	b := f.browser(t, "/resq")
+	b.login(adminName, adminPass)
+	for _, p := range []string{"/delayed", "/delayed/" + ts, "/delayed/search?class=Job", "/delayed/jobs/Job", "/schedule"} {
+		r := b.get(p)
+		if r.StatusCode != 200 {
+			t.Errorf("GET %s: %d", p, r.StatusCode)
+			continue
+		}
+		for _, m := range regexp.MustCompile(`(?:href|src|action)="(/[^"]*)"`).FindAllStringSubmatch(r.body, -1) {
+			if !strings.HasPrefix(m[1], "/resq/") {
+				t.Errorf("%s: link outside the prefix: %s", p, m[1])
+			}
+		}
+	}
+	mustContain(t, "/delayed/TS", b.get("/delayed/"+ts).body, `href="/resq/queues/a%2Fb"`, `action="/resq/delayed/queue_now"`)
+	forms := delayedForms(b.get("/delayed/" + ts).body)
+	if len(forms) == 0 {
+		t.Fatal("no per-job forms")
+	}
+	r := b.post("/delayed/queue_now", url.Values{"csrf": {b.csrf("/delayed")}, "timestamp": {forms[0][0]}, "digest": {forms[0][1]}, "back": {"/delayed/" + ts}})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/resq/delayed" {
+		t.Fatalf("enqueue now: %d → %q (the time is empty now, so back to /delayed)", r.StatusCode, r.Header.Get("Location"))
+	}
+	if n, _ := f.admin.QueueSize(bg, "a/b"); n != 1 {
+		t.Errorf("queue a/b holds %d", n)
+	}
+}
