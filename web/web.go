@@ -18,7 +18,8 @@
 //
 // With Users, every page needs a signed-in session (a login form checked
 // against bcrypt hashes, rate limited per client address and per user
-// name). Viewers may read; admins may also retry, remove and clear. Every
+// name). Viewers may read; admins may also retry, remove and clear, and
+// enqueue delayed and recurring jobs now. Every
 // change is a POST carrying the session's CSRF token and an Origin (or
 // Referer) of the dashboard's own host; GET never changes anything. Every
 // response carries a strict Content-Security-Policy (no inline script or
