@@ -335,6 +335,20 @@ func TestDelayedMetrics(t *testing.T) {
 		t.Error("the master's name is a label value; labels must stay bounded")
 	}
 
+	// Retries: the worker reports a failed run whose retry it wrote as
+	// outcome "retried" (resq.OutcomeRetried); resq.Worker calls ObserveJob
+	// from OnJobDoneFunc.
+	for _, o := range []string{"retried", "retried", "done", "skipped"} {
+		m.ObserveJob(resq.JobEvent{Outcome: o, Queue: "q", Class: "Flaky", Duration: time.Millisecond})
+	}
+	fams, _ = scrape(t, m)
+	if got, ok := value(t, fams, "resq_jobs_retried_total", "queue", "q", "class", "Flaky"); !ok || got != 2 {
+		t.Errorf("resq_jobs_retried_total = %v (present %v), want 2", got, ok)
+	}
+	if got, _ := value(t, fams, "resq_job_duration_seconds", "queue", "q", "class", "Flaky"); got != 3 {
+		t.Errorf("resq_job_duration_seconds count = %v, want 3 (two retried runs and one done)", got)
+	}
+
 	// Another lock prefix: that master is absent.
 	m2 := web.NewMetrics(f.conn)
 	m2.SetSchedulerLockPrefix("OtherApp")

@@ -46,6 +46,9 @@ const scrapeTimeout = 10 * time.Second
 //	                                          (done or failed) in this process; buckets
 //	                                          .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 30
 //	                                          60 300 1800 s
+//	resq_jobs_retried_total{queue,class}      counter: failed runs that a retry policy sent
+//	                                          back through the delayed queue, on workers in
+//	                                          this process (fed by ObserveJob)
 //	resq_delayed_jobs                         delayed jobs (resque-scheduler's keys; Ruby's
 //	                                          count_all_scheduled_jobs)
 //	resq_delayed_timestamps                   due seconds holding delayed jobs (Ruby's
@@ -60,6 +63,7 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	logger   *slog.Logger
 	duration *prometheus.HistogramVec
+	retried  *prometheus.CounterVec
 
 	up, queueLen, queueLatency, queues, workers, busy, failures *prometheus.Desc
 	processed, failed, jobsProcessed, jobsFailed                *prometheus.Desc
@@ -85,6 +89,10 @@ func NewMetrics(conn *resq.Conn) *Metrics {
 			Name:    "resq_job_duration_seconds",
 			Help:    "Run time of jobs that finished (done or failed) on workers in this process.",
 			Buckets: durationBuckets(),
+		}, []string{"queue", "class"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resq_jobs_retried_total",
+			Help: "Failed runs that a retry policy scheduled again (through the delayed queue), on workers in this process.",
 		}, []string{"queue", "class"}),
 		up:            prometheus.NewDesc("resq_up", "1 if the last scrape could read Redis, else 0.", nil, nil),
 		queueLen:      prometheus.NewDesc("resq_queue_length", "Jobs waiting in the queue.", []string{"queue"}, nil),
@@ -137,7 +145,16 @@ func (m *Metrics) Handler() http.Handler {
 // resq.WorkerConfig.OnJobDoneFunc:
 //
 //	resq.WorkerConfig{OnJobDoneFunc: metrics.ObserveJob}
+//
+// A run that failed and was scheduled again by a retry policy (outcome
+// "retried") counts in resq_jobs_retried_total and also has its duration
+// observed.
 func (m *Metrics) ObserveJob(ev resq.JobEvent) {
+	if ev.Outcome == outcomeRetried {
+		m.retried.WithLabelValues(label(ev.Queue), label(ev.Class)).Inc()
+		m.duration.WithLabelValues(label(ev.Queue), label(ev.Class)).Observe(ev.Duration.Seconds())
+		return
+	}
 	if ev.Outcome != resq.OutcomeDone && ev.Outcome != resq.OutcomeFailed {
 		return
 	}
@@ -152,11 +169,13 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	m.duration.Describe(ch)
+	m.retried.Describe(ch)
 }
 
 // Collect implements prometheus.Collector: it reads Redis.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.duration.Collect(ch)
+	m.retried.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	if err := m.collectRedis(ctx, ch); err != nil {
@@ -276,6 +295,10 @@ func (m *Metrics) collectRedis(ctx context.Context, ch chan<- prometheus.Metric)
 	}
 	return nil
 }
+
+// outcomeRetried is JobEvent.Outcome for a failed run whose retry was
+// written (resq.OutcomeRetried of the retry policies).
+const outcomeRetried = "retried"
 
 // label makes s a valid label value: Prometheus refuses invalid UTF-8, and
 // queue names come from Redis.
