@@ -15,7 +15,13 @@ const bulkTimeout = 2 * time.Minute
 
 // done ends an action: a one-shot message for the next page, then a 303 to
 // the form's "back" path (when it is a local path) or to fallback.
+//
+// When the action's audit entry could not be written, the message says so
+// and is shown as an error: the action happened, but the audit log lacks it.
 func (h *Handler) done(w http.ResponseWriter, r *http.Request, p principal, fallback, msg string, isErr bool) {
+	if a := auditFailure(r); a != "" {
+		msg, isErr = msg+a, true
+	}
 	h.sessions.setFlash(p.sid, msg, isErr)
 	back := fallback
 	if b := r.PostForm.Get("back"); b != "" {

@@ -311,7 +311,7 @@ func (h *Handler) action(min Role, fn pageFunc) http.HandlerFunc {
 			h.refuse(w, r, p.user, "role "+p.role.String()+" may not do this")
 			return
 		}
-		fn(w, r, p)
+		fn(w, r.WithContext(context.WithValue(r.Context(), auditKey{}, &auditState{})), p)
 	}
 }
 
@@ -488,7 +488,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, p principal) {
 	http.Redirect(w, r, h.path("/login"), http.StatusSeeOther)
 }
 
-// record writes one audit entry (and a log line).
+// record writes one audit entry (and a log line). When Redis refuses the
+// entry (a Redis user without write access to the audit log, Redis down),
+// the error is logged and kept for the request, so that done tells the
+// person who acted that their action is missing from the audit log.
 func (h *Handler) record(r *http.Request, p principal, action, target, detail string, ok bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
@@ -496,6 +499,9 @@ func (h *Handler) record(r *http.Request, p principal, action, target, detail st
 	if err := h.admin.RecordAudit(ctx, resq.AuditEntry{User: p.user, Action: action, Target: target,
 		Detail: detail, Remote: h.clientIP(r), OK: ok}); err != nil {
 		h.logger.Error("dashboard: cannot write the audit log", "action", action, "error", err)
+		if st, _ := r.Context().Value(auditKey{}).(*auditState); st != nil && st.err == nil {
+			st.err = err
+		}
 		why := "The audit log cannot be written, so sign-ins and actions are not being recorded: " + err.Error()
 		if resq.IsPermanent(err) {
 			why += ". The dashboard's Redis user may not write its namespace (a read-only ACL user?); give it the admin role's rules (resq acl --role admin) to record actions."
@@ -506,4 +512,21 @@ func (h *Handler) record(r *http.Request, p principal, action, target, detail st
 	if h.auditDown.Load() != nil {
 		h.auditDown.Store(nil)
 	}
+}
+
+// auditKey holds an action request's *auditState in its context.
+type auditKey struct{}
+
+// auditState is the first audit write that failed during one action.
+type auditState struct{ err error }
+
+// auditFailure is the text done adds to an action's message when its audit
+// entry could not be written ("" when it was).
+func auditFailure(r *http.Request) string {
+	st, _ := r.Context().Value(auditKey{}).(*auditState)
+	if st == nil || st.err == nil {
+		return ""
+	}
+	return " The audit log could not record this action (" + st.err.Error() + "): give the dashboard's Redis user " +
+		"write access to resq's audit log (see docs/operations.md, section Audit log), or keep your own record of this change."
 }

@@ -56,7 +56,8 @@ func moduleRoot(t *testing.T) string {
 // TestBrowser drives a real headless Chromium through the dashboard, mounted
 // under /resq: sign in, see a failed job, retry it, watch a worker run it
 // (the overview refreshes itself), clear a queue through a confirm dialog,
-// and save a screenshot of every page.
+// enqueue a delayed job now from the Delayed tab, and save a screenshot of
+// every page.
 func TestBrowser(t *testing.T) {
 	chrome := findChromium()
 	if chrome == "" {
@@ -72,7 +73,14 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	f := setup(t, web.Config{Prefix: "/resq"}, false)
+	hour := time.Now().Truncate(time.Hour)
+	schedules := &fakeSchedules{entries: []web.ScheduleEntry{
+		{Name: "nightly_report", Class: "ExportReport", Queue: "slow", Cron: "0 3 * * * Europe/Berlin", Description: "last month's figures",
+			Source: "static", NextRun: hour.Add(27 * time.Hour), LastRun: hour.Add(-21 * time.Hour), Args: []byte(`[{"month":"2026-10"}]`)},
+		{Name: "clear_cache", Class: "ClearCache", Queue: "low", Every: "1h", Source: "persistent", Removable: true,
+			NextRun: hour.Add(time.Hour), LastRun: hour},
+	}}
+	f := setup(t, web.Config{Prefix: "/resq", Schedules: schedules}, false)
 	f.seedDemo(t)
 
 	// The worker: ChargeCard is declined until the test flips approve.
@@ -301,6 +309,39 @@ func TestBrowser(t *testing.T) {
 	mustContain(t, "audit page", text("table"), "failure.retry", "queue.clear", "queue/low", adminName)
 	shot("13-audit")
 
+	// A delayed job: the admin finds it on the Delayed tab, opens its due
+	// time and clicks "Enqueue now"; it lands in its queue.
+	due := time.Now().Add(2 * time.Hour)
+	if _, err := f.client.EnqueueAt(bg, due, "mail", "SendFollowUpEmail", welcome{UserID: 4242, Email: "follow-up@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.EnqueueAt(bg, due.Add(time.Hour), "low", "ResizeImage", map[string]int{"image_id": 9, "width": 320}); err != nil {
+		t.Fatal(err)
+	}
+	mailBefore, _ := f.admin.QueueSize(bg, "mail")
+	do("delayed", chromedp.Navigate(base+"/overview"), chromedp.WaitVisible(chromedp.CSS(`#live .cards`)),
+		chromedp.Click(chromedp.CSS(`nav.tabs a[href="/resq/delayed"]`)), chromedp.WaitVisible(chromedp.CSS(`table.delayed`)))
+	mustContain(t, "delayed tab", text("table.delayed"), "SendFollowUpEmail", "mail", "ResizeImage")
+	shot("16-delayed")
+	do("delayed at", chromedp.Click(chromedp.CSS(`table.delayed a.ts`)), chromedp.WaitVisible(chromedp.CSS(`.delayed-jobs .record`)))
+	mustContain(t, "jobs at the due time", text(".delayed-jobs"), "SendFollowUpEmail", "follow-up@example.com")
+	shot("17-delayed-at")
+	do("enqueue now", chromedp.Click(chromedp.CSS(`.delayed-jobs form[action="/resq/delayed/queue_now"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.flash`)))
+	mustContain(t, "flash after enqueue now", text("p.flash"), "Enqueued SendFollowUpEmail on mail now.")
+	if n, _ := f.admin.QueueSize(bg, "mail"); n != mailBefore+1 {
+		t.Errorf("queue mail holds %d jobs after enqueue now, want %d", n, mailBefore+1)
+	}
+	if st, _ := f.admin.DelayedCount(bg); st.Jobs != 1 {
+		t.Errorf("%d delayed jobs left, want 1", st.Jobs)
+	}
+	do("the job in its queue", chromedp.Navigate(base+"/queues/mail?start="+strconv.FormatInt(mailBefore/20*20, 10)),
+		chromedp.WaitVisible(chromedp.CSS("table")))
+	mustContain(t, "queue mail", text("table"), "follow-up@example.com")
+	do("schedule", chromedp.Navigate(base+"/schedule"), chromedp.WaitVisible(chromedp.CSS(`table.schedule`)))
+	mustContain(t, "schedule tab", text("table.schedule"), "nightly_report", "cron: 0 3 * * * Europe/Berlin", "every: 1h")
+	shot("18-schedule")
+
 	// Phone width.
 	do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 		chromedp.Navigate(base+"/overview"), chromedp.WaitVisible(chromedp.CSS(`#live .cards`)))
@@ -310,6 +351,11 @@ func TestBrowser(t *testing.T) {
 	}
 	do("phone failed", chromedp.Navigate(base+"/failed"), chromedp.WaitVisible(chromedp.CSS(`.records`)))
 	shot("15-phone-failed")
+	do("phone delayed", chromedp.Navigate(base+"/delayed"), chromedp.WaitVisible(chromedp.CSS(`table.delayed`)))
+	shot("19-phone-delayed")
+	if wide, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); wide {
+		t.Error("the Delayed tab scrolls sideways at phone width")
+	}
 
 	// Sign out.
 	do("sign out", chromedp.Click(chromedp.CSS(`.who button`)), chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)))

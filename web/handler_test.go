@@ -93,6 +93,8 @@ func TestEveryPage(t *testing.T) {
 		{"/stats/redis", 200, []string{"redis_version", "Server"}},
 		{"/stats/keys", 200, []string{"queue:mail", "failed", "stat:processed"}},
 		{"/audit", 200, []string{"queue.clear", "queue/empty-me", adminName, "login"}},
+		{"/delayed", 200, []string{"Delayed jobs", "No delayed jobs", "no scheduler is master"}},
+		{"/schedule", 200, []string{"Schedule", "no schedule source"}},
 		{"/metrics", 200, []string{"resq_queue_length"}},
 		{"/logout", 200, []string{"Sign out"}},
 		{"/static/app.css", 200, []string{".panel"}},

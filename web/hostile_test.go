@@ -59,7 +59,16 @@ func TestHostileData(t *testing.T) {
 	b.post("/queues/"+url.PathEscape(q1)+"/clear", url.Values{"csrf": {b.csrf("/queues")}, "back": {"/queues"}})
 	f.srv.Do(t, "RPUSH", f.key("queue:"+q1), job(cls, "again"))
 
-	pages := []string{"/", "/overview.poll", "/working", "/queues", "/queues/" + url.PathEscape(q1),
+	// Delayed items with markup in class, queue and args, and one that is
+	// not JSON.
+	item, _ := json.Marshal(map[string]any{"class": cls, "args": []string{`</code><script>alert(22)</script>`}, "queue": q1})
+	f.pushRuby(t, 1999999999, string(item))
+	f.pushRuby(t, 1999999999, `{"class": <script>alert(23)</script>`)
+	f.pushRuby(t, 1999999998, string(item))
+
+	pages := []string{"/delayed", "/delayed/1999999999", "/delayed/search?class=" + url.QueryEscape(cls),
+		"/delayed/jobs/" + url.PathEscape(cls), "/delayed/search?queue=" + url.QueryEscape(q1) + "&args=" + url.QueryEscape(`"><script>`),
+		"/", "/overview.poll", "/working", "/queues", "/queues/" + url.PathEscape(q1),
 		"/queues/" + url.PathEscape(q2), "/queues/plain", "/workers", "/workers/" + url.PathEscape(wid),
 		"/workers/" + url.PathEscape("evil<script>alert(10)</script>"), "/failed",
 		"/failed?class=" + url.QueryEscape(xssIm), "/failed?queue=" + url.QueryEscape(`<svg onload=alert(9)>`),

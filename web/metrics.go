@@ -46,14 +46,30 @@ const scrapeTimeout = 10 * time.Second
 //	                                          (done or failed) in this process; buckets
 //	                                          .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 30
 //	                                          60 300 1800 s
+//	resq_jobs_retried_total{queue,class}      counter: failed runs that a retry policy sent
+//	                                          back through the delayed queue, on workers in
+//	                                          this process (fed by ObserveJob)
+//	resq_delayed_jobs                         delayed jobs (resque-scheduler's keys; Ruby's
+//	                                          count_all_scheduled_jobs)
+//	resq_delayed_timestamps                   due seconds holding delayed jobs (Ruby's
+//	                                          delayed_queue_schedule_size)
+//	resq_delayed_due_jobs                     delayed jobs already due, not yet moved
+//	resq_delayed_oldest_due_seconds           lateness: now minus the oldest due time that
+//	                                          still holds a job; 0 when nothing is due
+//	resq_scheduler_master_present             1 when a scheduler holds the master lock
+//	                                          (SetSchedulerLockPrefix names the lock), else 0
 type Metrics struct {
 	admin    *resq.Admin
 	reg      *prometheus.Registry
 	logger   *slog.Logger
 	duration *prometheus.HistogramVec
+	retried  *prometheus.CounterVec
 
 	up, queueLen, queueLatency, queues, workers, busy, failures *prometheus.Desc
 	processed, failed, jobsProcessed, jobsFailed                *prometheus.Desc
+	delayedJobs, delayedTS, delayedDue, delayedLate, master     *prometheus.Desc
+
+	lockPrefix string
 }
 
 // durationBuckets are the bucket bounds of resq_job_duration_seconds, in
@@ -74,6 +90,10 @@ func NewMetrics(conn *resq.Conn) *Metrics {
 			Help:    "Run time of jobs that finished (done or failed) on workers in this process.",
 			Buckets: durationBuckets(),
 		}, []string{"queue", "class"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resq_jobs_retried_total",
+			Help: "Failed runs that a retry policy scheduled again (through the delayed queue), on workers in this process.",
+		}, []string{"queue", "class"}),
 		up:            prometheus.NewDesc("resq_up", "1 if the last scrape could read Redis, else 0.", nil, nil),
 		queueLen:      prometheus.NewDesc("resq_queue_length", "Jobs waiting in the queue.", []string{"queue"}, nil),
 		queueLatency:  prometheus.NewDesc("resq_queue_latency_seconds", "Age of the job at the head of the queue (0 when empty).", []string{"queue"}, nil),
@@ -85,6 +105,11 @@ func NewMetrics(conn *resq.Conn) *Metrics {
 		failed:        prometheus.NewDesc("resq_failed_total", "Jobs failed (Resque's stat:failed, all workers).", nil, nil),
 		jobsProcessed: prometheus.NewDesc("resq_jobs_processed_total", "Jobs processed by resq workers, by queue and class.", []string{"queue", "class"}, nil),
 		jobsFailed:    prometheus.NewDesc("resq_jobs_failed_total", "Jobs failed on resq workers, by queue and class.", []string{"queue", "class"}, nil),
+		delayedJobs:   prometheus.NewDesc("resq_delayed_jobs", "Delayed jobs waiting for their due time (resque-scheduler's delayed queue).", nil, nil),
+		delayedTS:     prometheus.NewDesc("resq_delayed_timestamps", "Due seconds in the delayed queue (Ruby's delayed_queue_schedule_size).", nil, nil),
+		delayedDue:    prometheus.NewDesc("resq_delayed_due_jobs", "Delayed jobs whose due time has passed and that no scheduler has moved yet.", nil, nil),
+		delayedLate:   prometheus.NewDesc("resq_delayed_oldest_due_seconds", "Now minus the oldest due time that still holds a delayed job (0 when none is due).", nil, nil),
+		master:        prometheus.NewDesc("resq_scheduler_master_present", "1 when a scheduler holds the master lock, else 0.", nil, nil),
 	}
 	m.reg.MustRegister(m)
 	return m
@@ -96,6 +121,11 @@ func (m *Metrics) SetLogger(l *slog.Logger) {
 		m.logger = l
 	}
 }
+
+// SetSchedulerLockPrefix names the master lock resq_scheduler_master_present
+// looks at: resque-scheduler's RESQUE_SCHEDULER_MASTER_LOCK_PREFIX, resq
+// scheduler's --lock-prefix (default none). Call it before serving.
+func (m *Metrics) SetSchedulerLockPrefix(prefix string) { m.lockPrefix = prefix }
 
 // Registry is the Metrics' own registry; register more collectors (for
 // example collectors.NewGoCollector()) on it to serve them too.
@@ -115,7 +145,16 @@ func (m *Metrics) Handler() http.Handler {
 // resq.WorkerConfig.OnJobDoneFunc:
 //
 //	resq.WorkerConfig{OnJobDoneFunc: metrics.ObserveJob}
+//
+// A run that failed and was scheduled again by a retry policy (outcome
+// "retried") counts in resq_jobs_retried_total and also has its duration
+// observed.
 func (m *Metrics) ObserveJob(ev resq.JobEvent) {
+	if ev.Outcome == resq.OutcomeRetried {
+		m.retried.WithLabelValues(label(ev.Queue), label(ev.Class)).Inc()
+		m.duration.WithLabelValues(label(ev.Queue), label(ev.Class)).Observe(ev.Duration.Seconds())
+		return
+	}
 	if ev.Outcome != resq.OutcomeDone && ev.Outcome != resq.OutcomeFailed {
 		return
 	}
@@ -125,15 +164,18 @@ func (m *Metrics) ObserveJob(ev resq.JobEvent) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.up, m.queueLen, m.queueLatency, m.queues, m.workers, m.busy,
-		m.failures, m.processed, m.failed, m.jobsProcessed, m.jobsFailed} {
+		m.failures, m.processed, m.failed, m.jobsProcessed, m.jobsFailed,
+		m.delayedJobs, m.delayedTS, m.delayedDue, m.delayedLate, m.master} {
 		ch <- d
 	}
 	m.duration.Describe(ch)
+	m.retried.Describe(ch)
 }
 
 // Collect implements prometheus.Collector: it reads Redis.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.duration.Collect(ch)
+	m.retried.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	if err := m.collectRedis(ctx, ch); err != nil {
@@ -155,6 +197,16 @@ func (m *Metrics) collectRedis(ctx context.Context, ch chan<- prometheus.Metric)
 		return err
 	}
 	counts, err := m.admin.JobCounts(ctx)
+	if err != nil {
+		return err
+	}
+	// The delayed queue: one read of every due second and its job count
+	// (ZRANGEBYSCORE, then LLEN pipelined 1,000 at a time).
+	tss, err := m.admin.DelayedTimestamps(ctx, resq.DelayedFilter{}, 0, -1)
+	if err != nil {
+		return err
+	}
+	holder, err := m.admin.SchedulerMaster(ctx, m.lockPrefix)
 	if err != nil {
 		return err
 	}
@@ -182,6 +234,27 @@ func (m *Metrics) collectRedis(ctx context.Context, ch chan<- prometheus.Metric)
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
+	now := time.Now()
+	var delayedJobs, dueJobs int64
+	var lateness time.Duration
+	for _, t := range tss {
+		delayedJobs += t.Jobs
+		if t.Jobs > 0 && !t.At.After(now) {
+			if dueJobs == 0 {
+				lateness = now.Sub(t.At)
+			}
+			dueJobs += t.Jobs
+		}
+	}
+	gauge(m.delayedJobs, float64(delayedJobs))
+	gauge(m.delayedTS, float64(len(tss)))
+	gauge(m.delayedDue, float64(dueJobs))
+	gauge(m.delayedLate, max(lateness, 0).Seconds())
+	present := 0.0
+	if holder != "" {
+		present = 1
+	}
+	gauge(m.master, present)
 	gauge(m.queues, float64(len(qs)))
 	seen := make(map[string]bool, len(shown))
 	for i, q := range shown {

@@ -39,7 +39,7 @@ type templates struct {
 
 // pageNames are the templates under assets/templates that define "content".
 var pageNames = []string{"overview", "working", "queues", "queue", "workers", "worker", "failed", "failure",
-	"stats", "redis", "keys", "audit", "login", "logout", "error"}
+	"stats", "redis", "keys", "audit", "login", "logout", "error", "delayed", "delayed_at", "delayed_search", "schedule"}
 
 var funcs = template.FuncMap{
 	"ago":      ago,
@@ -51,6 +51,14 @@ var funcs = template.FuncMap{
 	"add":      func(a, b int64) int64 { return a + b },
 	"join":     strings.Join,
 	"duration": humanDuration,
+	"fromnow":  fromNow,
+	"dict": func(kv ...any) map[string]any {
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[fmt.Sprint(kv[i])] = kv[i+1]
+		}
+		return m
+	},
 	"plural": func(n any, one, many string) string {
 		if num(n) == "1" {
 			return one
@@ -203,6 +211,21 @@ func ago(t time.Time) string {
 		return "just now"
 	}
 	return humanDuration(d) + " ago"
+}
+
+// fromNow is "in 5 min" for a future time, "5 min ago" for a past one.
+func fromNow(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := time.Until(t)
+	switch {
+	case d >= time.Second:
+		return "in " + humanDuration(d)
+	case d > -time.Second:
+		return "now"
+	}
+	return humanDuration(-d) + " ago"
 }
 
 func humanDuration(d time.Duration) string {

@@ -10,13 +10,16 @@
 // The paths are resque-web's: /overview (and /), /working, /queues,
 // /queues/NAME, /workers, /workers/ID, /failed, /stats; plus /failed/INDEX
 // (one failure in detail), /stats/redis, /stats/keys, /audit, /metrics,
-// /login and /logout.
+// /login and /logout; and resque-scheduler's tabs: /delayed (due times),
+// /delayed/TIMESTAMP (the jobs due then), /delayed/search and
+// /delayed/jobs/CLASS (search), /schedule (recurring schedules).
 //
 // # Security
 //
 // With Users, every page needs a signed-in session (a login form checked
 // against bcrypt hashes, rate limited per client address and per user
-// name). Viewers may read; admins may also retry, remove and clear. Every
+// name). Viewers may read; admins may also retry, remove and clear, and
+// enqueue delayed and recurring jobs now. Every
 // change is a POST carrying the session's CSRF token and an Origin (or
 // Referer) of the dashboard's own host; GET never changes anything. Every
 // response carries a strict Content-Security-Policy (no inline script or
@@ -100,6 +103,15 @@ type Config struct {
 	// ClientIPFunc to read the address your proxy sets (and only that proxy
 	// can set) — e.g. the last entry of X-Forwarded-For.
 	ClientIPFunc func(r *http.Request) string
+	// SchedulerLockPrefix is the master lock prefix of the schedulers whose
+	// master the Delayed and Schedule tabs (and the metrics made by New)
+	// show: resque-scheduler's RESQUE_SCHEDULER_MASTER_LOCK_PREFIX, resq
+	// scheduler's --lock-prefix. Default none.
+	SchedulerLockPrefix string
+	// Schedules is the source of the Schedule tab (recurring schedules:
+	// list, enqueue now, remove). Default nil: the tab says that this
+	// dashboard has no schedule source.
+	Schedules Schedules
 	// TrustedOrigins are extra origins ("https://ops.example.com") whose
 	// POSTs are accepted, for a proxy that rewrites the Host header. By
 	// default only the request's own Host is.
@@ -152,6 +164,7 @@ func New(conn *resq.Conn, cfg Config) (*Handler, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(conn)
 		cfg.Metrics.SetLogger(cfg.Logger)
+		cfg.Metrics.SetSchedulerLockPrefix(cfg.SchedulerLockPrefix)
 	}
 	origins := map[string]bool{}
 	for _, o := range cfg.TrustedOrigins {
@@ -208,6 +221,11 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /stats/resque", h.page(h.statsResque))
 	m.HandleFunc("GET /stats/redis", h.page(h.statsRedis))
 	m.HandleFunc("GET /stats/keys", h.page(h.statsKeys))
+	m.HandleFunc("GET /delayed", h.page(h.delayed))
+	m.HandleFunc("GET /delayed/search", h.page(h.delayedSearch))
+	m.HandleFunc("GET /delayed/jobs/{class}", h.page(h.delayedSearch))
+	m.HandleFunc("GET /delayed/{timestamp}", h.page(h.delayedAt))
+	m.HandleFunc("GET /schedule", h.page(h.schedule))
 	m.HandleFunc("GET /audit", h.page(h.audit))
 	m.HandleFunc("GET /metrics", h.metricsPage)
 	m.HandleFunc("GET /login", h.loginForm)
@@ -230,6 +248,13 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /failed/remove/{index}", h.action(RoleAdmin, h.removeOne))
 	m.HandleFunc("POST /failed/clear", h.action(RoleAdmin, h.clearFailures))
 	m.HandleFunc("POST /failed/clear_retried", h.action(RoleAdmin, h.clearRetried))
+	m.HandleFunc("POST /delayed/queue_now", h.action(RoleAdmin, h.delayedQueueNow))
+	m.HandleFunc("POST /delayed/remove", h.action(RoleAdmin, h.delayedRemove))
+	m.HandleFunc("POST /delayed/search/queue_now", h.action(RoleAdmin, h.delayedSearchQueueNow))
+	m.HandleFunc("POST /delayed/search/remove", h.action(RoleAdmin, h.delayedSearchRemove))
+	m.HandleFunc("POST /delayed/clear", h.action(RoleAdmin, h.delayedClear))
+	m.HandleFunc("POST /schedule/requeue", h.action(RoleAdmin, h.scheduleRequeue))
+	m.HandleFunc("POST /schedule/remove", h.action(RoleAdmin, h.scheduleRemove))
 }
 
 // ServeHTTP implements http.Handler.
