@@ -132,6 +132,17 @@ var LeakIgnores = []goleak.Option{goleak.IgnoreTopFunction("github.com/resq-go/r
 
 // CheckLeaks reports goroutines still running, apart from the ones that
 // outlive a test by design (redistest's server reapers).
+//
+// It waits up to 10 s for goroutines to end: a test that stops a command
+// the way a second TERM does (return at once, jobs left to the next
+// worker) leaves the abandoned worker finishing its shutdown — closing its
+// job keeper may take up to 5 s — which in a real process the exit cuts
+// short.
 func CheckLeaks(opts ...goleak.Option) error {
-	return goleak.Find(append(opts, LeakIgnores...)...)
+	opts = append(opts, LeakIgnores...)
+	err := goleak.Find(opts...)
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); err = goleak.Find(opts...) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
 }
