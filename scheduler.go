@@ -54,6 +54,27 @@ type SchedulerConfig struct {
 	// Logger receives master changes, moves and errors. Default: the
 	// Conn's logger.
 	Logger *slog.Logger
+
+	// Schedule holds the static recurring schedules (a schedule file read
+	// with LoadScheduleFile or ParseSchedule); nil: none. The master fires
+	// them and the persistent schedules in Redis (persistent_schedules,
+	// set by Admin.SetSchedule or Ruby's Resque.set_schedule), which it
+	// always reads and re-reads when schedules_changed names them.
+	Schedule *Schedule
+	// Env is the scheduler's environment (RAILS_ENV) for schedules with a
+	// rails_env/env filter. Default "": such schedules never fire.
+	Env string
+	// CatchUp is the policy for ticks missed while no scheduler was master.
+	// Default CatchUpLatest.
+	CatchUp CatchUpPolicy
+	// CatchUpWindow is how old a missed tick may be and still fire.
+	// Default 1 h (DefaultCatchUpWindow); at least 10 s.
+	CatchUpWindow time.Duration
+	// Keyring signs the jobs of recurring schedules when it has a signing
+	// key, through the same envelope as Client (so workers that require
+	// signatures run them). Default none: a tick pushes the plain
+	// {"class":…,"args":…} Ruby's scheduler pushes.
+	Keyring *Keyring
 }
 
 // Scheduler moves due delayed jobs to their queues while it holds
