@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/resq-go/resq/internal/recurring"
 	"github.com/resq-go/resq/internal/scheduler"
 	"github.com/resq-go/resq/internal/wire"
 )
@@ -87,6 +89,7 @@ type Scheduler struct {
 	master atomic.Bool
 	moved  atomic.Int64
 	failed atomic.Int64
+	fired  atomic.Int64
 }
 
 // NewScheduler returns a Scheduler on conn.
@@ -97,7 +100,7 @@ func NewScheduler(conn *Conn, cfg SchedulerConfig) (*Scheduler, error) {
 	if cfg.Refresh == 0 {
 		cfg.Refresh = DefaultSchedulerRefresh
 	}
-	if cfg.LockTTL < 0 || cfg.Refresh < 0 || cfg.Poll < 0 || cfg.BatchSize < 0 {
+	if cfg.LockTTL < 0 || cfg.Refresh < 0 || cfg.Poll < 0 || cfg.BatchSize < 0 || cfg.CatchUpWindow < 0 {
 		return nil, errors.New("resq: scheduler durations and batch size must not be negative")
 	}
 	if cfg.Refresh >= cfg.LockTTL {
@@ -121,6 +124,29 @@ func NewScheduler(conn *Conn, cfg SchedulerConfig) (*Scheduler, error) {
 			return nil, fmt.Errorf("resq: scheduler class queue %q=%q: class and queue must not be empty", c, q)
 		}
 	}
+	if cfg.CatchUp != CatchUpLatest && cfg.CatchUp != CatchUpNone {
+		return nil, fmt.Errorf("resq: unknown scheduler catch-up policy %d (use CatchUpLatest or CatchUpNone)", cfg.CatchUp)
+	}
+	rc := recurring.Config{
+		Env:           cfg.Env,
+		CatchUp:       recurring.CatchUpLatest,
+		CatchUpWindow: cfg.CatchUpWindow,
+		Logger:        cfg.Logger,
+	}
+	if cfg.CatchUp == CatchUpNone {
+		rc.CatchUp = recurring.CatchUpNone
+	}
+	if len(cfg.ClassQueues) > 0 {
+		cq := maps.Clone(cfg.ClassQueues)
+		rc.QueueFunc = func(class string) string { return cq[class] }
+	}
+	if cfg.Keyring.CanSign() {
+		c, err := NewClient(conn, ClientConfig{Keyring: cfg.Keyring, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		rc.PayloadFunc = c.scheduledPayload
+	}
 	r := &Scheduler{}
 	r.s = scheduler.New(conn.store, scheduler.Config{
 		Lock:        wire.Lock{Key: conn.store.Keys.SchedulerMasterLock(cfg.LockPrefix), Value: cfg.Name},
@@ -135,6 +161,9 @@ func NewScheduler(conn *Conn, cfg SchedulerConfig) (*Scheduler, error) {
 			r.moved.Add(int64(m.Moved))
 			r.failed.Add(int64(m.Failed))
 		},
+		Schedules: cfg.Schedule.entries(),
+		Recurring: rc,
+		FiredFunc: func(res recurring.Result) { r.fired.Add(int64(len(res.Fired))) },
 	})
 	return r, nil
 }
@@ -155,6 +184,28 @@ func (s *Scheduler) Master() bool { return s.master.Load() }
 // Moved returns the number of delayed jobs this Scheduler moved to their
 // queues, and the number that became failure records.
 func (s *Scheduler) Moved() (moved, failed int64) { return s.moved.Load(), s.failed.Load() }
+
+// Fired returns the number of recurring-schedule ticks this Scheduler
+// enqueued.
+func (s *Scheduler) Fired() int64 { return s.fired.Load() }
+
+// scheduledPayload builds a recurring tick's job through the Client's
+// path — names, limits, then the envelope (id, enqueue time, signature) —
+// for a Scheduler with a signing Keyring. The enqueue time is the tick's
+// scheduled second (as a signed delayed job's is its due time), so the
+// signed job names its tick. Enqueue middleware does not run: the tick is
+// pushed by the fenced, once-only tick script, not by the Client.
+func (c *Client) scheduledPayload(ctx context.Context, j recurring.Job) ([]byte, error) {
+	job, err := c.prepare(ctx, EnqueueParams{Queue: j.Queue, Class: j.Class, RawArgs: j.Args})
+	if err != nil {
+		return nil, err
+	}
+	job.EnqueuedAt = j.Tick.At
+	if err := c.encode(job); err != nil {
+		return nil, err
+	}
+	return job.payload, nil
+}
 
 // SchedulerMaster returns the value of the master lock for prefix (the
 // master's name, host:pid), "" when no scheduler is master.
