@@ -142,6 +142,29 @@ func TestSIGKILLRecurringSchedulers(t *testing.T) {
 		q := start()
 		procs[q.Pid()] = q
 	}
+	// A full outage: every scheduler SIGKILLed, none for 7 s. The ticks
+	// missed meanwhile are not replayed: only the latest is caught up.
+	for pid, p := range procs {
+		p.Signal("KILL")
+		p.Wait(5 * time.Second)
+		delete(procs, pid)
+	}
+	allKilled := time.Now()
+	time.Sleep(7 * time.Second)
+	for range 2 {
+		p := start()
+		procs[p.Pid()] = p
+	}
+	for f.srv.Do(t, "GET", lock) == "" || f.srv.Do(t, "PTTL", lock) == "-2" {
+		if time.Since(allKilled) > 30*time.Second {
+			t.Fatal("no scheduler took the lock after the full outage")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	takenAt := time.Now()
+	full := outage{allKilled.Unix(), takenAt.Unix() + 1}
+	outages = append(outages, full)
+	latest := takenAt.Add(-time.Second).Unix() &^ 1 // an even tick surely before the new master loaded
 	time.Sleep(4500 * time.Millisecond)
 	for _, p := range procs {
 		p.Signal("TERM")
@@ -188,11 +211,24 @@ func TestSIGKILLRecurringSchedulers(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d ticks (%d..%d), %d SIGKILLs of the master, outages %v: %d duplicated, %d missing (%d unexplained)", len(jobs), lo, hi, len(outages), outages, dups, missing, unexplained)
+	t.Logf("%d ticks (%d..%d), %d outages (master SIGKILLed; the last one a full outage) %v: %d duplicated, %d missing (%d unexplained)", len(jobs), lo, hi, len(outages), outages, dups, missing, unexplained)
+	skipped := 0
+	for tk := (full.killed + 2) &^ 1; tk < latest; tk += 2 {
+		if perTick[tk] != 0 {
+			t.Errorf("tick %d of the full outage was replayed; the policy catches up the latest only", tk)
+		}
+		skipped++
+	}
+	if perTick[latest]+perTick[latest+2] == 0 {
+		t.Errorf("the latest tick missed in the full outage (%d or %d) was not caught up", latest, latest+2)
+	}
+	if skipped < 2 {
+		t.Errorf("the full outage skipped %d ticks; want at least 2", skipped)
+	}
 	if dups != 0 {
 		t.Errorf("%d ticks enqueued more than once", dups)
 	}
-	if len(outages) < 3 {
+	if len(outages) < 4 {
 		t.Errorf("only %d kills", len(outages))
 	}
 	if len(jobs) < 8 {
