@@ -79,8 +79,12 @@ type SchedulerConfig struct {
 	Keyring *Keyring
 }
 
-// Scheduler moves due delayed jobs to their queues while it holds
-// resque-scheduler's master lock, and stands by otherwise. Any number may
+// Scheduler moves due delayed jobs to their queues and fires recurring
+// schedules (SchedulerConfig.Schedule and the persistent ones in Redis)
+// while it holds resque-scheduler's master lock, and stands by otherwise.
+// Each tick of a schedule is enqueued once across all Schedulers and
+// across a change of master; ticks missed while none was master follow
+// SchedulerConfig.CatchUp. Any number may
 // run against one Redis, beside Ruby's resque-scheduler: one of them is
 // master. node-resque's scheduler uses another lock (its leader lock) and
 // is not excluded; do not run it beside resq's or Ruby's.
