@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq/internal/isolate"
+	"github.com/resq-go/resq/internal/testkit"
 )
 
 // resq schedule set (flags and JSON), list (text and --json, with a
@@ -233,5 +234,35 @@ func TestSIGKILLRecurringSchedulers(t *testing.T) {
 	}
 	if len(jobs) < 8 {
 		t.Errorf("only %d ticks", len(jobs))
+	}
+}
+
+// resq work --schedule fires the file's schedules through its own
+// scheduler, signed with the worker's keyring, which the worker verifies.
+func TestWorkFiresSchedule(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	dir := t.TempDir()
+	kr := filepath.Join(dir, "keys.json")
+	f.ok("keys", "new", "--out", kr, "--type", "hmac-sha256")
+	file := filepath.Join(dir, "schedule.yml")
+	os.WriteFile(file, []byte("beat:\n  every: 1s\n  class: Beat\n  queue: beats\n  args: [7]\nprod_only:\n  every: 1s\n  class: Beat\n  queue: beats\n  args: [8]\n  rails_env: production\n"), 0o644)
+	marks := t.TempDir()
+	job := script(t, t.TempDir(), "job.sh", `cat > "`+marks+`/$(date +%s%N)"`)
+	b := f.start("work", "--queues", "beats", "--exec", "Beat="+job, "--keyring", kr, "--schedule", file, "--env", "staging", "--scheduler-name", "w-"+f.ns)
+	testkit.Eventually(t, "two ticks ran", func() bool { es, _ := os.ReadDir(marks); return len(es) >= 2 })
+	b.signal(t, sigQuit)
+	if code := b.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("exit %d\n%s", code, b.stderr.String())
+	}
+	es, _ := os.ReadDir(marks)
+	for _, e := range es {
+		data, _ := os.ReadFile(filepath.Join(marks, e.Name()))
+		if string(data) != "[7]" {
+			t.Errorf("a job ran with args %s; want only the beat schedule's [7] (prod_only is for production)", data)
+		}
+	}
+	if n := f.stats().Failed; n != 0 {
+		t.Errorf("%d failures (unsigned ticks refused?)", n)
 	}
 }
