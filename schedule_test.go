@@ -398,3 +398,32 @@ func llen(t *testing.T, b *bundle, key string) int {
 	}
 	return n
 }
+
+// A schedule whose job cannot be built (over the payload limit) is logged
+// and retried, and holds up neither the other schedules' ticks nor
+// mastership: with a poll of an hour, the retry waits for the poll, the
+// other schedule still fires every second.
+func TestScheduleBadJobDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	k, _ := keyring(t, resq.KeyHMAC)
+	huge := strings.Repeat("x", 600<<10)
+	static, err := resq.ParseSchedule([]byte("huge:\n  every: 1s\n  class: Huge\n  queue: h\n  args: [\"" + huge + "\"]\nbeat:\n  every: 1s\n  class: Beat\n  queue: beats\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := startScheduler(t, b, resq.SchedulerConfig{Name: "bad", Schedule: static, Keyring: k, Poll: time.Hour})
+	testkit.Eventually(t, "five beats", func() bool { return llen(t, b, "queue:beats") >= 5 })
+	jobs := strings.Split(b.srv.Do(t, "LRANGE", b.key("queue:beats"), "0", "-1"), "\n")
+	for i := 1; i < len(jobs); i++ {
+		if d := tickOf(t, jobs[i]) - tickOf(t, jobs[i-1]); d < 1 {
+			t.Errorf("beat ticks %d and %d are %ds apart", i-1, i, d)
+		}
+	}
+	if n := llen(t, b, "queue:h"); n != 0 {
+		t.Errorf("%d huge jobs enqueued", n)
+	}
+	if !s.Master() {
+		t.Error("not master")
+	}
+}

@@ -88,10 +88,10 @@ type Scheduler struct {
 	master      bool
 	lastRefresh time.Time
 
-	engine      *recurring.Engine
-	loaded      bool      // the engine was loaded since this scheduler became master
-	lastChanged time.Time // last read of schedules_changed
-	fireErrAt   time.Time // last FireDue error: retry the tick after Poll
+	engine       *recurring.Engine
+	loaded       bool      // the engine was loaded since this scheduler became master
+	lastChanged  time.Time // last read of schedules_changed
+	lastFireWarn time.Time // last log of a FireDue error (at most one per Poll)
 }
 
 // changedEvery bounds how often the master reads schedules_changed.
@@ -213,9 +213,11 @@ func (s *Scheduler) listen(ctx context.Context, wake chan<- struct{}) {
 	}
 }
 
-// wait sleeps until next, a wake, or the end of ctx (false).
+// wait sleeps until next, a wake, or the end of ctx (false). It sleeps at
+// most the longer of Poll and Refresh: next may be a wall-clock time (a due
+// second, a tick), and a step of the clock must not stall the loop.
 func (s *Scheduler) wait(ctx context.Context, next time.Time, wake <-chan struct{}) bool {
-	d := time.Until(next)
+	d := min(time.Until(next), max(s.cfg.Poll, s.cfg.Refresh))
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -323,9 +325,6 @@ func (s *Scheduler) fireTicks(ctx context.Context) (time.Time, error) {
 		}
 		s.lastChanged = time.Now()
 	}
-	if time.Since(s.fireErrAt) < s.cfg.Poll {
-		return s.fireErrAt.Add(s.cfg.Poll), nil
-	}
 	r, err := s.engine.FireDue(ctx)
 	if s.cfg.FiredFunc != nil && len(r.Fired)+len(r.Already) > 0 {
 		s.cfg.FiredFunc(r)
@@ -335,11 +334,20 @@ func (s *Scheduler) fireTicks(ctx context.Context) (time.Time, error) {
 		return time.Now(), nil
 	}
 	if err != nil {
-		// The failed ticks stay due; try them again after Poll rather than
-		// spinning (a job that cannot be built fails the same way again).
-		s.fireErrAt = time.Now()
-		s.log.Warn("scheduler: recurring ticks could not be fired; retrying", "error", err, "retry_in", s.cfg.Poll)
-		return s.fireErrAt.Add(s.cfg.Poll), nil
+		// The failed ticks stay due: try them again after Poll rather than
+		// spinning (a job that cannot be built fails the same way again),
+		// but wake for the other schedules' ticks on time.
+		if time.Since(s.lastFireWarn) >= s.cfg.Poll {
+			s.lastFireWarn = time.Now()
+			s.log.Warn("scheduler: recurring ticks could not be fired; retrying", "error", err, "retry_in", s.cfg.Poll)
+		}
+		wake, now := time.Now().Add(s.cfg.Poll), s.redisNow()
+		for _, e := range s.engine.Entries() {
+			if e.Next.After(now) {
+				wake = minTime(wake, e.Next.Add(-s.offset))
+			}
+		}
+		return wake, nil
 	}
 	next, ok := s.engine.NextWake()
 	if !ok {
