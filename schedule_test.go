@@ -249,10 +249,21 @@ func TestSchedulersFireEachTickOnce(t *testing.T) {
 		perTick[tk]++
 		lo, hi = min(lo, tk), max(hi, tk)
 	}
+	missing := 0
 	for tk := lo; tk <= hi; tk += 2 {
-		if perTick[tk] != 1 {
+		switch perTick[tk] {
+		case 1:
+		case 0:
+			// Only a stall of the whole process for longer than the
+			// period skips a tick (the policy then fires the latest).
+			missing++
+			t.Logf("tick %d missing", tk)
+		default:
 			t.Errorf("tick %d enqueued %d times", tk, perTick[tk])
 		}
+	}
+	if missing > 1 {
+		t.Errorf("%d ticks missing", missing)
 	}
 	if lo%2 != 0 || len(perTick) != len(jobs) || len(jobs) < 4 {
 		t.Errorf("ticks %v (%d jobs): want one per even second", perTick, len(jobs))
@@ -292,7 +303,9 @@ func TestPersistentScheduleWithoutRestart(t *testing.T) {
 	testkit.Eventually(t, "the mapped schedule fires", func() bool { return llen(t, b, "queue:mq") >= 1 })
 	b.srv.Do(t, "HDEL", b.key("persistent_schedules"), "ruby_set")
 	b.srv.Do(t, "SADD", b.key("schedules_changed"), "ruby_set")
-	time.Sleep(1500 * time.Millisecond)
+	// The master pops the name and applies the removal before it fires
+	// again.
+	testkit.Eventually(t, "the removal read", func() bool { return b.srv.Do(t, "SCARD", b.key("schedules_changed")) == "0" })
 	n := b.srv.Do(t, "LLEN", b.key("queue:rq"))
 	time.Sleep(2500 * time.Millisecond)
 	if m := b.srv.Do(t, "LLEN", b.key("queue:rq")); m != n {
@@ -327,6 +340,9 @@ func TestScheduleCatchUp(t *testing.T) {
 		b.srv.Do(t, "HSET", b.key("delayed:last_enqueued_at"), "hourly", time.Now().Add(-5*time.Hour).Format("2006-01-02 15:04:05 -0700"))
 		s, stop := startScheduler(t, b, resq.SchedulerConfig{Name: "c", Schedule: static, CatchUp: c.policy})
 		testkit.Eventually(t, "master", s.Master)
+		if c.policy == resq.CatchUpLatest {
+			testkit.Eventually(t, "the catch-up tick", func() bool { return llen(t, b, "queue:h") >= 1 })
+		}
 		time.Sleep(1500 * time.Millisecond)
 		stop()
 		if got := b.srv.Do(t, "LLEN", b.key("queue:h")); got != c.want {
