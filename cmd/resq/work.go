@@ -31,8 +31,10 @@ Go programs register typed handlers with the resq library instead.
 
 resq work also runs a scheduler (see 'resq scheduler --help'), which moves
 delayed jobs to their queues when due while it holds resque-scheduler's
-master lock; --no-scheduler turns it off. --class-queue and the
---scheduler-* flags configure it.
+master lock, and fires the recurring schedules of --schedule FILE and of
+Redis; --no-scheduler turns it off. --class-queue, --schedule, --env and
+the --scheduler-* flags configure it; with --keyring holding a signing key
+it signs the recurring jobs.
 
 With --keyring FILE (or RESQ_KEYRING) holding signing keys, every job must
 carry a valid signature: unsigned, forged, altered or moved jobs become
@@ -251,6 +253,7 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	}
 	c.logger.Info("resq work starting", attrs...)
 	if !noScheduler {
+		schedCfg.Keyring = keyring
 		stop, err := c.startScheduler(ctx, conn, schedCfg)
 		if err != nil {
 			return err

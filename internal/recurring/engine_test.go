@@ -72,7 +72,7 @@ func engine(t *testing.T, st *wire.Store, lockValue, yaml string, c *clock, cfg 
 	}
 	cfg.NowFunc, cfg.Logger = c.now, quiet
 	cfg.Parse.Location = time.UTC
-	return recurring.New(static, recurring.NewStoreBackend(st, lockKey, lockValue), cfg)
+	return recurring.New(static, recurring.NewStoreBackend(st, wire.Lock{Key: lockKey, Value: lockValue}), cfg)
 }
 
 const hourly = `
@@ -149,7 +149,7 @@ func TestTickOnceAcrossSchedulersAndMasterChange(t *testing.T) {
 	if err := cc.Load(bg); err != nil {
 		t.Fatal(err)
 	}
-	back := recurring.NewStoreBackend(st, lockKey, "c:3")
+	back := recurring.NewStoreBackend(st, wire.Lock{Key: lockKey, Value: "c:3"})
 	fired, err := back.Fire(bg, recurring.FireRequest{Tick: recurring.Tick{Name: "report", At: utc("2024-01-15T11:00:00Z")}, Queue: "reports", Payload: []byte(`{}`), TTL: time.Hour, EnqueuedAt: c.now()})
 	if err != nil || fired {
 		t.Fatalf("refire of 11:00 = %v, %v", fired, err)

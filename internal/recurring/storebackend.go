@@ -11,21 +11,21 @@ import (
 // resq's fenced tick script.
 type StoreBackend struct {
 	Store *wire.Store
-	// LockKey is the master lock key (Keys.SchedulerMasterLock(prefix));
-	// LockValue is this scheduler's value in it ("<host>:<pid>").
-	LockKey, LockValue string
+	// Lock is the master lock key (Keys.SchedulerMasterLock(prefix)) and
+	// this scheduler's value in it ("<host>:<pid>").
+	Lock wire.Lock
 }
 
 // NewStoreBackend returns the Backend for a scheduler whose master lock is
-// lockKey holding lockValue.
-func NewStoreBackend(st *wire.Store, lockKey, lockValue string) *StoreBackend {
-	return &StoreBackend{Store: st, LockKey: lockKey, LockValue: lockValue}
+// lock.Key holding lock.Value.
+func NewStoreBackend(st *wire.Store, lock wire.Lock) *StoreBackend {
+	return &StoreBackend{Store: st, Lock: lock}
 }
 
 // Fire runs wire.Store.FireScheduleTick.
 func (b *StoreBackend) Fire(ctx context.Context, r FireRequest) (bool, error) {
 	fired, err := b.Store.FireScheduleTick(ctx, wire.ScheduleTick{
-		LockKey: b.LockKey, LockValue: b.LockValue,
+		Lock: b.Lock,
 		Name: r.Tick.Name, At: r.Tick.At, TTL: r.TTL,
 		Queue: r.Queue, Payload: r.Payload, EnqueuedAt: r.EnqueuedAt,
 	})

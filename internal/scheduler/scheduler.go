@@ -7,6 +7,14 @@
 // so a scheduler killed at any instant loses nothing and enqueues nothing
 // twice, and a former master whose lock expired moves nothing.
 //
+// The master also fires the recurring schedules (internal/recurring): on
+// becoming master it loads them (the static ones of Config.Schedules and
+// persistent_schedules), then each step applies schedules_changed, fires
+// the due ticks — each through one script fenced by the same lock value
+// that fences the moves — and sleeps until the earlier of the next due
+// timestamp and the next tick. One loop, one lock: a scheduler that is not
+// master neither moves nor fires.
+//
 // The master sleeps until the earliest due timestamp (read with ZRANGE,
 // corrected by the offset between Redis's TIME and the local clock), wakes
 // early when a resq producer announces a sooner timestamp on the wake
@@ -23,6 +31,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/resq-go/resq/internal/recurring"
 	"github.com/resq-go/resq/internal/wire"
 )
 
@@ -56,6 +65,17 @@ type Config struct {
 	MovedFunc func(r wire.MoveResult)
 	// MasterFunc, when set, is called when mastership changes.
 	MasterFunc func(master bool)
+
+	// Schedules are the static recurring schedules (nil: none; the
+	// persistent ones in Redis are always read).
+	Schedules map[string]*recurring.Schedule
+	// Recurring configures the recurring engine; its NowFunc is replaced
+	// by the scheduler's clock (local time corrected to Redis's) and its
+	// Logger defaults to Logger.
+	Recurring recurring.Config
+	// FiredFunc, when set, is called after each FireDue that fired or
+	// found fired at least one tick.
+	FiredFunc func(r recurring.Result)
 }
 
 // Scheduler is one scheduler process's loop.
@@ -67,7 +87,15 @@ type Scheduler struct {
 	offset      time.Duration // Redis TIME minus local time
 	master      bool
 	lastRefresh time.Time
+
+	engine       *recurring.Engine
+	loaded       bool      // the engine was loaded since this scheduler became master
+	lastChanged  time.Time // last read of schedules_changed
+	lastFireWarn time.Time // last log of a FireDue error (at most one per Poll)
 }
+
+// changedEvery bounds how often the master reads schedules_changed.
+const changedEvery = 250 * time.Millisecond
 
 // New returns a Scheduler on store.
 func New(store *wire.Store, cfg Config) *Scheduler {
@@ -89,7 +117,14 @@ func New(store *wire.Store, cfg Config) *Scheduler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Scheduler{store: store, cfg: cfg, log: cfg.Logger}
+	s := &Scheduler{store: store, cfg: cfg, log: cfg.Logger}
+	rc := cfg.Recurring
+	rc.NowFunc = s.redisNow
+	if rc.Logger == nil {
+		rc.Logger = cfg.Logger
+	}
+	s.engine = recurring.New(cfg.Schedules, recurring.NewStoreBackend(store, cfg.Lock), rc)
+	return s
 }
 
 // Permanent reports whether err is one retrying cannot fix: a refused
@@ -178,9 +213,11 @@ func (s *Scheduler) listen(ctx context.Context, wake chan<- struct{}) {
 	}
 }
 
-// wait sleeps until next, a wake, or the end of ctx (false).
+// wait sleeps until next, a wake, or the end of ctx (false). It sleeps at
+// most the longer of Poll and Refresh: next may be a wall-clock time (a due
+// second, a tick), and a step of the clock must not stall the loop.
 func (s *Scheduler) wait(ctx context.Context, next time.Time, wake <-chan struct{}) bool {
-	d := time.Until(next)
+	d := min(time.Until(next), max(s.cfg.Poll, s.cfg.Refresh))
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -232,6 +269,9 @@ func (s *Scheduler) setMaster(ok bool) {
 		return
 	}
 	s.master = ok
+	if !ok {
+		s.loaded = false
+	}
 	if ok {
 		s.log.Info("scheduler: became master", "lock", s.cfg.Lock.Key, "value", s.cfg.Lock.Value)
 	} else {
@@ -253,6 +293,72 @@ func (s *Scheduler) step(ctx context.Context) (time.Time, error) {
 	if !s.master {
 		return s.lastRefresh.Add(s.cfg.Refresh), nil
 	}
+	tickWake, err := s.fireTicks(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !s.master {
+		return time.Now(), nil
+	}
+	next, err := s.moveDue(ctx)
+	return minTime(next, tickWake), err
+}
+
+// fireTicks drives the recurring engine as master: load it once per
+// mastership, apply schedules_changed, fire due ticks. It returns when the
+// next tick is due (local clock).
+func (s *Scheduler) fireTicks(ctx context.Context) (time.Time, error) {
+	far := time.Now().Add(time.Hour)
+	if !s.loaded {
+		if err := s.engine.Load(ctx); err != nil {
+			return far, err
+		}
+		s.loaded, s.lastChanged = true, time.Now()
+		if n := len(s.engine.Entries()); n > 0 {
+			s.log.Info("scheduler: recurring schedules loaded", "schedules", n)
+		}
+	}
+	if time.Since(s.lastChanged) >= changedEvery {
+		if _, err := s.engine.Refresh(ctx); err != nil {
+			s.loaded = false // names were popped: reload everything
+			return far, err
+		}
+		s.lastChanged = time.Now()
+	}
+	r, err := s.engine.FireDue(ctx)
+	if s.cfg.FiredFunc != nil && len(r.Fired)+len(r.Already) > 0 {
+		s.cfg.FiredFunc(r)
+	}
+	if errors.Is(err, recurring.ErrNotMaster) {
+		s.setMaster(false)
+		return time.Now(), nil
+	}
+	if err != nil {
+		// The failed ticks stay due: try them again after Poll rather than
+		// spinning (a job that cannot be built fails the same way again),
+		// but wake for the other schedules' ticks on time.
+		if time.Since(s.lastFireWarn) >= s.cfg.Poll {
+			s.lastFireWarn = time.Now()
+			s.log.Warn("scheduler: recurring ticks could not be fired; retrying", "error", err, "retry_in", s.cfg.Poll)
+		}
+		wake, now := time.Now().Add(s.cfg.Poll), s.redisNow()
+		for _, e := range s.engine.Entries() {
+			if e.Next.After(now) {
+				wake = minTime(wake, e.Next.Add(-s.offset))
+			}
+		}
+		return wake, nil
+	}
+	next, ok := s.engine.NextWake()
+	if !ok {
+		return far, nil
+	}
+	return next.Add(-s.offset), nil
+}
+
+// moveDue moves everything due as master, a batch per atomic step,
+// refreshing the lock between steps. It returns when to run again.
+func (s *Scheduler) moveDue(ctx context.Context) (time.Time, error) {
 	o := wire.MoveOptions{Batch: s.cfg.Batch, ClassQueues: s.cfg.ClassQueues, Worker: s.cfg.Lock.Value}
 	stuck := 0
 	for {

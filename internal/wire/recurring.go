@@ -113,10 +113,11 @@ func LastEnqueuedAtValue(t time.Time) string { return Started(t) }
 
 // ScheduleTick is one fire of a recurring schedule for FireScheduleTick.
 type ScheduleTick struct {
-	// LockKey is the master lock key (Keys.SchedulerMasterLock) and
-	// LockValue this scheduler's value in it ("<host>:<pid>"). The tick
-	// fires only while the lock holds exactly LockValue (the fence).
-	LockKey, LockValue string
+	// Lock is the master lock (Keys.SchedulerMasterLock) and this
+	// scheduler's value in it ("<host>:<pid>"), the same Lock that fences
+	// MoveDue. The tick fires only while the lock holds exactly Lock.Value
+	// (the fence).
+	Lock Lock
 	// Name is the schedule's name and At its scheduled fire time; together
 	// they identify the tick (At is truncated to whole seconds).
 	Name string
@@ -136,14 +137,14 @@ type ScheduleTick struct {
 const DefaultTickTTL = 25 * time.Hour
 
 // FireScheduleTick enqueues one tick of a recurring schedule, atomically
-// and at most once: if the master lock holds t.LockValue (else ErrNotMaster)
+// and at most once: if the master lock holds t.Lock.Value (else ErrNotMaster)
 // and the tick key does not exist yet, it sets the tick key (with its TTL),
 // SADD queues, RPUSH queue:<q> payload and HSET delayed:last_enqueued_at
 // name <Time#to_s>, all in one script (in one WATCH/MULTI without scripts).
 // It reports whether this call enqueued the job; false with a nil error
 // means the tick had already been fired.
 func (s *Store) FireScheduleTick(ctx context.Context, t ScheduleTick) (bool, error) {
-	if t.LockKey == "" || t.LockValue == "" || t.Name == "" || t.Queue == "" {
+	if t.Lock.Key == "" || t.Lock.Value == "" || t.Name == "" || t.Queue == "" {
 		return false, fmt.Errorf("schedule tick %q: lock key, lock value, name and queue are required", t.Name)
 	}
 	if t.TTL <= 0 {
@@ -152,8 +153,8 @@ func (s *Store) FireScheduleTick(ctx context.Context, t ScheduleTick) (bool, err
 	if s.plain.Load() {
 		return s.fireTickPlain(ctx, t)
 	}
-	keys := []string{t.LockKey, s.Keys.ScheduleTick(t.Name, t.At.Unix()), s.Keys.Queues(), s.Keys.Queue(t.Queue), s.Keys.LastEnqueuedAt()}
-	n, err := fireTickScript.Run(ctx, s.rdb, keys, t.LockValue, t.TTL.Milliseconds(), t.Queue, t.Payload, t.Name, LastEnqueuedAtValue(t.EnqueuedAt)).Int64()
+	keys := []string{t.Lock.Key, s.Keys.ScheduleTick(t.Name, t.At.Unix()), s.Keys.Queues(), s.Keys.Queue(t.Queue), s.Keys.LastEnqueuedAt()}
+	n, err := fireTickScript.Run(ctx, s.rdb, keys, t.Lock.Value, t.TTL.Milliseconds(), t.Queue, t.Payload, t.Name, LastEnqueuedAtValue(t.EnqueuedAt)).Int64()
 	if s.scriptRefused(err) {
 		return s.fireTickPlain(ctx, t)
 	}
@@ -187,11 +188,11 @@ func (s *Store) fireTickPlain(ctx context.Context, t ScheduleTick) (bool, error)
 	fired, notMaster := false, false
 	err := s.watchRetry(ctx, func(tx *redis.Tx) error {
 		fired, notMaster = false, false
-		holder, err := tx.Get(ctx, t.LockKey).Result()
+		holder, err := tx.Get(ctx, t.Lock.Key).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
-		if holder != t.LockValue || errors.Is(err, redis.Nil) {
+		if holder != t.Lock.Value || errors.Is(err, redis.Nil) {
 			notMaster = true
 			return nil
 		}
@@ -200,7 +201,7 @@ func (s *Store) fireTickPlain(ctx context.Context, t ScheduleTick) (bool, error)
 			return err
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, tick, t.LockValue, t.TTL)
+			p.Set(ctx, tick, t.Lock.Value, t.TTL)
 			p.SAdd(ctx, s.Keys.Queues(), t.Queue)
 			p.RPush(ctx, s.Keys.Queue(t.Queue), t.Payload)
 			p.HSet(ctx, s.Keys.LastEnqueuedAt(), t.Name, LastEnqueuedAtValue(t.EnqueuedAt))
@@ -208,7 +209,7 @@ func (s *Store) fireTickPlain(ctx context.Context, t ScheduleTick) (bool, error)
 		})
 		fired = err == nil
 		return err
-	}, t.LockKey, tick)
+	}, t.Lock.Key, tick)
 	if err != nil {
 		return false, err
 	}

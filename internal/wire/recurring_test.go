@@ -79,7 +79,7 @@ const tickLockKey = "resque:resque:resque_scheduler_master_lock"
 
 func tick(at time.Time, owner string) wire.ScheduleTick {
 	return wire.ScheduleTick{
-		LockKey: tickLockKey, LockValue: owner, Name: "clear_cache", At: at, TTL: time.Hour,
+		Lock: wire.Lock{Key: tickLockKey, Value: owner}, Name: "clear_cache", At: at, TTL: time.Hour,
 		Queue: "low", Payload: wire.EncodeScheduledJob("ClearCache", json.RawMessage(`[{"all":true}]`)),
 		EnqueuedAt: at.Add(2 * time.Second),
 	}
