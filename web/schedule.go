@@ -169,3 +169,43 @@ func (h *Handler) scheduleRemove(w http.ResponseWriter, r *http.Request, p princ
 	}
 	h.done(w, r, p, "/schedule", "Removed schedule "+name+".", false)
 }
+
+// AdminSchedules is the Schedules of resq's Admin: the persistent schedules
+// in Redis (Ruby's persistent_schedules) and, when static is not nil, the
+// schedule file the schedulers load. "Enqueue now" pushes the schedule's
+// job unsigned, as a tick of a scheduler without a keyring does.
+func AdminSchedules(admin *resq.Admin, static *resq.Schedule) Schedules {
+	return adminSchedules{admin: admin, static: static}
+}
+
+type adminSchedules struct {
+	admin  *resq.Admin
+	static *resq.Schedule
+}
+
+func (s adminSchedules) Schedules(ctx context.Context) ([]ScheduleEntry, error) {
+	vs, err := s.admin.Schedules(ctx, s.static)
+	out := make([]ScheduleEntry, len(vs))
+	for i, v := range vs {
+		out[i] = ScheduleEntry{Name: v.Name, Class: v.Class, Queue: v.Queue, ArgsSize: v.ArgsSize,
+			Cron: v.Cron, Every: v.Every, Description: v.Description, Source: v.Source, Envs: v.Envs,
+			Removable: v.Source == "persistent", NextRun: v.Next, LastRun: v.LastRun, Problem: v.Problem}
+	}
+	return out, err
+}
+
+func (s adminSchedules) EnqueueScheduleNow(ctx context.Context, name string) (string, error) {
+	e, err := s.admin.EnqueueScheduleNow(ctx, s.static, name, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	return e.Queue, nil
+}
+
+func (s adminSchedules) RemoveSchedule(ctx context.Context, name string) error {
+	ok, err := s.admin.RemoveSchedule(ctx, name)
+	if err == nil && !ok {
+		err = fmt.Errorf("%s is not a persistent schedule; change the schedule file instead", name)
+	}
+	return err
+}

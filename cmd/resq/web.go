@@ -6,14 +6,19 @@ import (
 	"net"
 	"strings"
 
+	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/web"
 )
 
 const webHelp = `
 Serve the dashboard: resque-web's pages (/overview, /working, /queues,
-/queues/NAME, /workers, /workers/ID, /failed, /stats) plus /audit and
-/metrics, with sign-in, roles, CSRF protection and a strict
-Content-Security-Policy.
+/queues/NAME, /workers, /workers/ID, /failed, /stats), resque-scheduler's
+tabs (/delayed, /schedule) plus /audit and /metrics, with sign-in, roles,
+CSRF protection and a strict Content-Security-Policy.
+
+--schedule FILE shows that schedule file's entries on the Schedule tab
+beside the persistent schedules in Redis; --lock-prefix names the
+schedulers' master lock as their --lock-prefix does.
 
 --users FILE is an htpasswd file with bcrypt entries (htpasswd -B -c FILE
 alice). Users are viewers (read-only) unless named in a "# resq-admins: a, b"
@@ -30,12 +35,14 @@ Examples:
 
 func (c *cli) cmdWeb(ctx context.Context, args []string) error {
 	fs := c.newFlags("web", webHelp).args(0, 0, "")
-	var listen, usersFile, admins, prefix, metricsListen string
+	var listen, usersFile, admins, prefix, metricsListen, scheduleFile, lockPrefix string
 	fs.StringVar(&listen, "listen", web.DefaultListen, "`ADDR` to serve the dashboard on")
 	fs.StringVar(&usersFile, "users", "", "htpasswd `FILE` with bcrypt entries (required off loopback)")
 	fs.StringVar(&admins, "admins", "", "comma-separated user `NAMES` with the admin role")
 	fs.StringVar(&prefix, "prefix", "", "path `PREFIX` when a proxy serves the dashboard under one (e.g. /resq)")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "also serve /metrics alone on `ADDR`")
+	fs.StringVar(&scheduleFile, "schedule", "", "show the recurring schedules of `FILE` (the schedulers' --schedule) on the Schedule tab, beside the persistent ones")
+	fs.StringVar(&lockPrefix, "lock-prefix", c.env["RESQUE_SCHEDULER_MASTER_LOCK_PREFIX"], "the schedulers' master lock prefix `P` (env RESQUE_SCHEDULER_MASTER_LOCK_PREFIX)")
 	if _, err := fs.parse(args); err != nil {
 		return err
 	}
@@ -57,6 +64,13 @@ func (c *cli) cmdWeb(ctx context.Context, args []string) error {
 	if err := web.CheckListen(listen, users); err != nil {
 		return usagef("web", "%v", err)
 	}
+	var static *resq.Schedule
+	if scheduleFile != "" {
+		var err error
+		if static, err = resq.LoadScheduleFile(scheduleFile); err != nil {
+			return usagef("web", "--schedule: %v", err)
+		}
+	}
 	conn, err := c.connect()
 	if err != nil {
 		return err
@@ -66,7 +80,8 @@ func (c *cli) cmdWeb(ctx context.Context, args []string) error {
 		return err
 	}
 	metrics := web.NewMetrics(conn)
-	h, err := web.New(conn, web.Config{Users: users, Logger: c.logger, Prefix: strings.TrimSuffix(prefix, "/"), Metrics: metrics})
+	h, err := web.New(conn, web.Config{Users: users, Logger: c.logger, Prefix: strings.TrimSuffix(prefix, "/"), Metrics: metrics,
+		Schedules: web.AdminSchedules(resq.NewAdmin(conn), static), SchedulerLockPrefix: lockPrefix})
 	if err != nil {
 		return err
 	}

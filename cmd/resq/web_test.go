@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,7 +24,16 @@ func TestWebCommand(t *testing.T) {
 		t.Fatalf("web on 0.0.0.0 without users: %v", r)
 	}
 
-	b := f.start("web", "--listen", "127.0.0.1:0")
+	schedule := filepath.Join(t.TempDir(), "schedule.yml")
+	if err := os.WriteFile(schedule, []byte("nightly_report:\n  cron: \"0 3 * * *\"\n  class: NightlyReport\n  queue: reports\n  description: the nightly report\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.ok("schedule", "set", "clear_cache", "--json", `{"class":"ClearCache","every":"1h","queue":"low"}`)
+	if r := f.run("web", "--listen", "127.0.0.1:0", "--schedule", filepath.Join(t.TempDir(), "missing.yml")); r.code != exitUsage || !strings.Contains(r.stderr, "--schedule") {
+		t.Fatalf("web with a missing schedule file: %v", r)
+	}
+
+	b := f.start("web", "--listen", "127.0.0.1:0", "--schedule", schedule)
 	re := regexp.MustCompile(`dashboard on (http://127\.0\.0\.1:\d+)/`)
 	var base string
 	testkit.Eventually(t, "dashboard address", func() bool {
@@ -33,7 +44,8 @@ func TestWebCommand(t *testing.T) {
 		return m != nil
 	})
 	client := &http.Client{Timeout: 5 * time.Second}
-	for path, want := range map[string]string{"/queues": "mail", "/queues/mail": "SendWelcome", "/metrics": `resq_queue_length{queue="mail"} 1`} {
+	for path, want := range map[string]string{"/queues": "mail", "/queues/mail": "SendWelcome", "/metrics": `resq_queue_length{queue="mail"} 1`,
+		"/schedule": "nightly_report", "/schedule?x": "clear_cache"} {
 		resp, err := client.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
