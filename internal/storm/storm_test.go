@@ -646,13 +646,6 @@ func maxmemory(t *testing.T, sc scale) {
 // (every retry loop honours the worker's context), and the next worker
 // recovers what they could not record once Redis is back.
 func stopWithRedisDown(t *testing.T, sc scale) {
-	if os.Getenv("RESQ_STORM_STOP_DOWN") != "1" {
-		// On branch faults the acker's retry loop ignored the worker's
-		// context: QUIT with Redis down took 20 s ("writing job results
-		// failed; retrying" with growing back-off). The engine's loops take
-		// the context once internal/worker is merged; then drop this gate.
-		t.Skip("set RESQ_STORM_STOP_DOWN=1: the acker's retry loop honours the worker's context only with the internal/worker engine (issue 14)")
-	}
 	r := newRig(t, "stop-with-redis-down", "0.5")
 	r.enqueue(sc.jobs / 5)
 	a, b := r.work(), r.work()
