@@ -1,13 +1,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,38 +13,8 @@ import (
 // These tests run the real resq binary as a separate process and signal it,
 // as an operator (or a crash) would.
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// resqBinary builds cmd/resq once per test binary.
-func resqBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "resq-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "resq")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		res, err := isolate.Run(context.Background(), isolate.Command{
-			Path: gobin, Args: []string{"build", "-o", binPath, "."},
-			Env:     []string{"GOCACHE=" + os.Getenv("GOCACHE"), "GOPATH=" + os.Getenv("GOPATH"), "GOFLAGS=" + os.Getenv("GOFLAGS"), "GOTOOLCHAIN=local"},
-			Timeout: 5 * time.Minute,
-		})
-		if err == nil && res.ExitCode != 0 {
-			err = fmt.Errorf("go build: %s", res.Stderr)
-		}
-		binErr = err
-	})
-	if binErr != nil {
-		t.Fatalf("building resq: %v", binErr)
-	}
-	return binPath
-}
+// resqBinary is the real resq program, built once per test binary.
+func resqBinary(t *testing.T) string { return testkit.BuildResq(t) }
 
 func (f *fixture) startBinary(args ...string) *isolate.Process {
 	f.t.Helper()

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,38 +69,8 @@ func (f figures) String() string {
 		f.Fault, f.In, f.Refused, f.Done, f.Lost, f.Duplicates, f.Failures, f.Queued, f.Registry, f.InFlight, f.Processes, f.Kills, f.Pruned, f.Took.Round(100*time.Millisecond))
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// resqBinary builds cmd/resq once.
-func resqBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "resq-storm-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "resq")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		res, err := isolate.Run(context.Background(), isolate.Command{
-			Path: gobin, Args: []string{"build", "-o", binPath, "../../cmd/resq"},
-			Env:     []string{"GOCACHE=" + os.Getenv("GOCACHE"), "GOPATH=" + os.Getenv("GOPATH"), "GOFLAGS=" + os.Getenv("GOFLAGS"), "GOTOOLCHAIN=local"},
-			Timeout: 5 * time.Minute,
-		})
-		if err == nil && res.ExitCode != 0 {
-			err = fmt.Errorf("go build: %s", res.Stderr)
-		}
-		binErr = err
-	})
-	if binErr != nil {
-		t.Fatalf("building resq: %v", binErr)
-	}
-	return binPath
-}
+// resqBinary is the real resq program, built once per test binary.
+func resqBinary(t *testing.T) string { return testkit.BuildResq(t) }
 
 // rig is one storm: a private Redis, a namespace, a job script and the
 // resq work processes started so far.

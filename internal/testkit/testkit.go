@@ -12,6 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -145,4 +148,39 @@ func CheckLeaks(opts ...goleak.Option) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return err
+}
+
+// buildOnce holds the one build of cmd/resq per test binary.
+var buildOnce struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildResq builds cmd/resq once per test binary (with the test's Go, build
+// cache and flags) and returns the binary's path; it fails the test when the
+// build fails. Tests that run the real program (signals, SIGKILL, process
+// trees) use it.
+func BuildResq(t testing.TB) string {
+	t.Helper()
+	buildOnce.once.Do(func() {
+		_, self, _, _ := runtime.Caller(0)
+		pkg := filepath.Join(filepath.Dir(self), "..", "..", "cmd", "resq")
+		dir, err := os.MkdirTemp("", "resq-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "resq")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", buildOnce.path, ".")
+		cmd.Dir = pkg
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildOnce.err = fmt.Errorf("go build ./cmd/resq: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatalf("building resq: %v", buildOnce.err)
+	}
+	return buildOnce.path
 }
