@@ -26,6 +26,20 @@ type dropReplyProxy struct {
 	dropped atomic.Bool
 }
 
+// connThroughDropReplyProxy is a Conn on b's namespace whose connection to
+// Redis goes through a proxy that drops one reply (see startDropReplyProxy).
+func connThroughDropReplyProxy(t *testing.T, b *bundle) (*dropReplyProxy, *resq.Conn) {
+	t.Helper()
+	proxy := startDropReplyProxy(t, b.srv.Addr())
+	url := strings.Replace(b.srv.URL(), b.srv.Addr(), proxy.ln.Addr().String(), 1)
+	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return proxy, conn
+}
+
 func startDropReplyProxy(t *testing.T, target string) *dropReplyProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -99,13 +113,7 @@ func (p *dropReplyProxy) serve(client net.Conn) {
 func TestLostAckReplyLosesNothing(t *testing.T) {
 	t.Parallel()
 	b := setupPrivate(t)
-	proxy := startDropReplyProxy(t, b.srv.Addr())
-	url := strings.Replace(b.srv.URL(), b.srv.Addr(), proxy.ln.Addr().String(), 1)
-	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	proxy, conn := connThroughDropReplyProxy(t, b)
 	ctx := context.Background()
 	const jobs = 60
 	for i := range jobs {

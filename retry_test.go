@@ -332,13 +332,7 @@ func TestRetryStoppedMidRetryLosesNothing(t *testing.T) {
 func TestRetryLostAckReplyWritesOnce(t *testing.T) {
 	t.Parallel()
 	b := setupPrivate(t)
-	proxy := startDropReplyProxy(t, b.srv.Addr())
-	url := strings.Replace(b.srv.URL(), b.srv.Addr(), proxy.ln.Addr().String(), 1)
-	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	proxy, conn := connThroughDropReplyProxy(t, b)
 	ctx := context.Background()
 	const jobs = 40
 	for i := range jobs {
