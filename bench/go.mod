@@ -18,6 +18,7 @@ require (
 	github.com/spf13/cast v1.10.0 // indirect
 	github.com/youtube/vitess v2.1.1+incompatible // indirect
 	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.14.0 // indirect
