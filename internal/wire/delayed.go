@@ -575,7 +575,9 @@ func (s *Store) MoveDue(ctx context.Context, lock Lock, ts int64, o MoveOptions)
 // Timestamps is the number of timestamps the step visited; zero means
 // nothing was due. A DueMover does the same steps in fewer round trips.
 func (s *Store) MoveDueUpTo(ctx context.Context, lock Lock, upTo int64, o MoveOptions) (MoveResult, error) {
-	return s.NewDueMover(lock, o).Step(ctx, upTo, o.Now)
+	m := s.NewDueMover(lock, o)
+	m.noAhead = true
+	return m.Step(ctx, upTo, o.Now)
 }
 
 // DueMover moves due delayed items step by step, each step as
@@ -592,6 +594,8 @@ type DueMover struct {
 	ahead []moveList // items read after the last step, not moved yet
 	have  bool       // ahead holds a read (possibly of nothing due)
 	upTo  int64      // the bound ahead was read with
+	// noAhead makes each step read and move only (MoveDueUpTo).
+	noAhead bool
 }
 
 // NewDueMover returns a mover fenced by lock.
@@ -627,7 +631,18 @@ func (m *DueMover) Step(ctx context.Context, upTo int64, now time.Time) (MoveRes
 		if len(lists) == 0 {
 			return MoveResult{}, nil
 		}
-		res, ok, next, err := s.moveScriptedAhead(ctx, m.lock, lists, upTo, m.o)
+		var res MoveResult
+		var ok bool
+		var next []moveList
+		var err error
+		if m.noAhead {
+			res, ok, err = s.moveScripted(ctx, m.lock, lists)
+			if err == nil && !ok {
+				next, err = s.readDue(ctx, upTo, m.o)
+			}
+		} else {
+			res, ok, next, err = s.moveScriptedAhead(ctx, m.lock, lists, upTo, m.o)
+		}
 		if err != nil {
 			if errors.Is(err, ErrNotMaster) {
 				return MoveResult{}, err
