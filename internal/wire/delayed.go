@@ -896,8 +896,9 @@ func countMove(lists []moveList) MoveResult {
 // items read, else {items moved, lists emptied}. Per list it reads the head
 // and one item more (so it knows whether the list empties: DEL, or LTRIM);
 // per item it SREMs the reverse index; runs of items for one target go in
-// one RPUSH, the queues in one SADD and the emptied timestamps in one ZREM
-// (at most 500 values per call, well within Lua's stack).
+// one RPUSH, the queues in one SADD, the emptied lists in one DEL and their
+// timestamps in one ZREM (at most 500 values per call, well within Lua's
+// stack).
 var moveScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
 local L = tonumber(ARGV[2])
@@ -922,7 +923,7 @@ local function many(cmd, key, vals)
 end
 local item = 0
 local target, vals = nil, {}
-local queues, seen, emptied = {}, {}, {}
+local queues, seen, emptied, dels = {}, {}, {}, {}
 for j = 1, L do
   local ts = ARGV[1 + 2 * j]
   local c = tonumber(ARGV[2 + 2 * j])
@@ -944,7 +945,7 @@ for j = 1, L do
     item = item + 1
   end
   if whole[j] then
-    if c > 0 then redis.call('DEL', KEYS[3 + j]) end
+    if c > 0 then dels[#dels + 1] = KEYS[3 + j] end
     emptied[#emptied + 1] = ts
   elseif c > 0 then
     redis.call('LTRIM', KEYS[3 + j], c, -1)
@@ -953,6 +954,9 @@ end
 if #vals > 0 then many('RPUSH', target, vals) end
 if #queues > 0 then many('SADD', KEYS[3], queues) end
 if #emptied > 0 then many('ZREM', KEYS[2], emptied) end
+for lo = 1, #dels, 500 do
+  redis.call('DEL', unpack(dels, lo, math.min(lo + 499, #dels)))
+end
 return {item, #emptied}
 `)
 
@@ -1091,21 +1095,46 @@ func (s *Store) movePlain(ctx context.Context, lock Lock, lists []moveList) (Mov
 			empty[j] = len(head) == len(l.items)
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			// As the script: runs of one target in one RPUSH, the queues
+			// in one SADD, the emptied lists in one DEL and one ZREM.
+			var dels []string
+			var emptied, queues []any
+			seen := map[string]bool{}
+			target, vals := "", []any(nil)
 			for j, l := range lists {
 				key := s.Keys.Delayed(l.ts)
 				for _, it := range l.items {
 					p.SRem(ctx, it.idx, DelayedMember(l.ts))
-					if it.queue != "" {
-						p.SAdd(ctx, s.Keys.Queues(), it.queue)
+					if it.queue != "" && !seen[it.queue] {
+						seen[it.queue] = true
+						queues = append(queues, it.queue)
 					}
-					p.RPush(ctx, it.target, it.push)
+					if it.target != target || len(vals) >= 500 {
+						if len(vals) > 0 {
+							p.RPush(ctx, target, vals...)
+						}
+						target, vals = it.target, nil
+					}
+					vals = append(vals, it.push)
 				}
 				if empty[j] {
-					p.Del(ctx, key)
-					p.ZRem(ctx, s.Keys.DelayedSchedule(), strconv.FormatInt(l.ts, 10))
+					dels = append(dels, key)
+					emptied = append(emptied, strconv.FormatInt(l.ts, 10))
 				} else if len(l.items) > 0 {
 					p.LTrim(ctx, key, int64(len(l.items)), -1)
 				}
+			}
+			if len(vals) > 0 {
+				p.RPush(ctx, target, vals...)
+			}
+			if len(queues) > 0 {
+				p.SAdd(ctx, s.Keys.Queues(), queues...)
+			}
+			if len(dels) > 0 {
+				p.Del(ctx, dels...)
+			}
+			if len(emptied) > 0 {
+				p.ZRem(ctx, s.Keys.DelayedSchedule(), emptied...)
 			}
 			return nil
 		})
