@@ -616,8 +616,10 @@ func (m *DueMover) Step(ctx context.Context, upTo int64, now time.Time) (MoveRes
 		return s.move(ctx, m.lock, m.o, func() ([]moveList, error) { return s.readDuePlain(ctx, upTo, m.o) })
 	}
 	var lists []moveList
-	// A read-ahead of nothing due, or made with an earlier bound that may
-	// have missed newly due timestamps, is not trusted.
+	// A read-ahead that found nothing due is read again (items may have
+	// become due since), and so is one made with a later bound than this
+	// step's (a clock correction backwards). One made with an earlier bound
+	// holds only due items; newly due ones follow in the next steps.
 	if m.have && len(m.ahead) > 0 && m.upTo <= upTo {
 		lists = m.ahead
 	} else {
