@@ -1067,21 +1067,24 @@ func (s *Store) movePlain(ctx context.Context, lock Lock, lists []moveList) (Mov
 	var res MoveResult
 	done := false
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		v, err := tx.Get(ctx, lock.Key).Result()
+		// The lock's value and the heads in one round trip.
+		var get *redis.StringCmd
+		heads := make([]*redis.StringSliceCmd, len(lists))
+		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, lock.Key)
+			for j, l := range lists {
+				heads[j] = p.LRange(ctx, s.Keys.Delayed(l.ts), 0, int64(len(l.items)))
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		v, err := get.Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
 		if v != lock.Value {
 			return ErrNotMaster
-		}
-		heads := make([]*redis.StringSliceCmd, len(lists))
-		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, l := range lists {
-				heads[j] = p.LRange(ctx, s.Keys.Delayed(l.ts), 0, int64(len(l.items)))
-			}
-			return nil
-		}); err != nil {
-			return err
 		}
 		empty := make([]bool, len(lists))
 		for j, l := range lists {
