@@ -360,24 +360,33 @@ func (s *Scheduler) fireTicks(ctx context.Context) (time.Time, error) {
 // refreshing the lock between steps. It returns when to run again.
 func (s *Scheduler) moveDue(ctx context.Context) (time.Time, error) {
 	o := wire.MoveOptions{Batch: s.cfg.Batch, ClassQueues: s.cfg.ClassQueues, Worker: s.cfg.Lock.Value}
-	stuck := 0
+	// The mover reads each step's items in the round trip of the previous
+	// step's move; the move re-checks them under the lock.
+	mover := s.store.NewDueMover(s.cfg.Lock, o)
+	stuck, idle := 0, 0
 	for {
 		nextRefresh := s.lastRefresh.Add(s.cfg.Refresh)
-		ts, ok, err := s.store.NextDelayed(ctx)
-		if err != nil {
-			return time.Time{}, err
-		}
 		now := s.redisNow()
-		if !ok || ts > now.Unix() {
-			next := minTime(nextRefresh, time.Now().Add(s.cfg.Poll))
-			if ok {
-				next = minTime(next, time.Unix(ts, 0).Add(-s.offset))
-			}
-			return next, nil
-		}
-		o.Now = now
 		start := time.Now()
-		r, err := s.store.MoveDueUpTo(ctx, s.cfg.Lock, now.Unix(), o)
+		r, err := mover.Step(ctx, now.Unix(), now)
+		if err == nil && r.Timestamps == 0 {
+			// Nothing due: sleep until the earliest timestamp.
+			ts, ok, err := s.store.NextDelayed(ctx)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if !ok || ts > now.Unix() || idle >= 2 {
+				next := minTime(nextRefresh, time.Now().Add(s.cfg.Poll))
+				if ok && ts > now.Unix() {
+					next = minTime(next, time.Unix(ts, 0).Add(-s.offset))
+				}
+				return next, nil
+			}
+			idle++ // it became due (or was normalized) since the step's read
+			continue
+		}
+		idle = 0
+		ts := r.First
 		if errors.Is(err, wire.ErrNotMaster) {
 			s.setMaster(false)
 			return time.Now(), nil // try the lock again at once

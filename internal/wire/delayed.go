@@ -487,6 +487,8 @@ type MoveResult struct {
 	// Timestamps is the number of timestamps the step took; Emptied, how
 	// many of them it removed.
 	Timestamps, Emptied int
+	// First is the earliest timestamp the step took.
+	First int64
 }
 
 // MoveOptions configure MoveDue.
@@ -571,61 +573,242 @@ func (s *Store) MoveDue(ctx context.Context, lock Lock, ts int64, o MoveOptions)
 // step, as MoveDue does for one timestamp: a backlog spread over many
 // seconds (a scheduler outage) moves as fast as one second's backlog.
 // Timestamps is the number of timestamps the step visited; zero means
-// nothing was due.
+// nothing was due. A DueMover does the same steps in fewer round trips.
 func (s *Store) MoveDueUpTo(ctx context.Context, lock Lock, upTo int64, o MoveOptions) (MoveResult, error) {
+	m := s.NewDueMover(lock, o)
+	m.noAhead = true
+	return m.Step(ctx, upTo, o.Now)
+}
+
+// DueMover moves due delayed items step by step, each step as
+// MoveDueUpTo's. With scripts, a step's move and the read of the next
+// step's items travel in one round trip (a pipeline: the read runs after
+// the move, in Redis): a backlog drains at one round trip per step. The
+// read-ahead is only a guess — the move re-checks every list head it
+// takes, under the lock, so items that changed meanwhile are read again,
+// never moved twice. A DueMover is for one goroutine.
+type DueMover struct {
+	s     *Store
+	lock  Lock
+	o     MoveOptions
+	ahead []moveList // items read after the last step, not moved yet
+	have  bool       // ahead holds a read (possibly of nothing due)
+	upTo  int64      // the bound ahead was read with
+	// noAhead makes each step read and move only (MoveDueUpTo).
+	noAhead bool
+}
+
+// NewDueMover returns a mover fenced by lock.
+func (s *Store) NewDueMover(lock Lock, o MoveOptions) *DueMover {
 	if o.Batch <= 0 {
 		o.Batch = 1000
 	}
-	return s.move(ctx, lock, o, func() ([]moveList, error) {
-		zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.Keys.DelayedSchedule(), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(upTo, 10), Count: int64(min(o.Batch, 1000)),
-		}).Result()
-		if err != nil || len(zs) == 0 {
-			return nil, err
+	return &DueMover{s: s, lock: lock, o: o}
+}
+
+// Step moves one batch of the items due up to upTo (now stamps failure
+// records). Timestamps is zero when nothing was due.
+func (m *DueMover) Step(ctx context.Context, upTo int64, now time.Time) (MoveResult, error) {
+	m.o.Now = now
+	s := m.s
+	if s.plain.Load() {
+		m.have = false
+		return s.move(ctx, m.lock, m.o, func() ([]moveList, error) { return s.readDuePlain(ctx, upTo, m.o) })
+	}
+	var lists []moveList
+	// A read-ahead that found nothing due is read again (items may have
+	// become due since), and so is one made with a later bound than this
+	// step's (a clock correction backwards). One made with an earlier bound
+	// holds only due items; newly due ones follow in the next steps.
+	if m.have && len(m.ahead) > 0 && m.upTo <= upTo {
+		lists = m.ahead
+	} else {
+		var err error
+		if lists, err = s.readDue(ctx, upTo, m.o); err != nil {
+			return m.plainStep(ctx, upTo, err)
 		}
-		if err := s.normalizeMembers(ctx, zs); err != nil {
-			return nil, err
+	}
+	m.have, m.ahead = false, nil
+	for range 20 {
+		if len(lists) == 0 {
+			return MoveResult{}, nil
 		}
-		lens := make([]*redis.IntCmd, len(zs))
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, z := range zs {
-				lens[i] = p.LLen(ctx, s.Keys.Delayed(memberTS(z)))
+		var res MoveResult
+		var ok bool
+		var next []moveList
+		var err error
+		if m.noAhead {
+			res, ok, err = s.moveScripted(ctx, m.lock, lists)
+			if err == nil && !ok {
+				next, err = s.readDue(ctx, upTo, m.o)
 			}
-			return nil
-		}); err != nil {
-			return nil, err
+		} else {
+			res, ok, next, err = s.moveScriptedAhead(ctx, m.lock, lists, upTo, m.o)
 		}
-		// Whole timestamps within the item budget, and at least one.
-		lists := make([]moveList, 0, len(zs))
-		budget := o.Batch
-		ranges := make([]*redis.StringSliceCmd, 0, len(zs))
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, z := range zs {
-				n := int(lens[i].Val())
-				if i > 0 && n > budget {
-					break
-				}
-				take := min(n, max(budget, 0))
-				if i == 0 {
-					take = min(n, o.Batch)
-				}
-				budget -= take
-				lists = append(lists, moveList{ts: memberTS(z)})
-				ranges = append(ranges, p.LRange(ctx, s.Keys.Delayed(memberTS(z)), 0, int64(take)-1))
+		if err != nil {
+			if errors.Is(err, ErrNotMaster) {
+				return MoveResult{}, err
 			}
-			return nil
-		}); err != nil {
-			return nil, err
+			return m.plainStep(ctx, upTo, err)
 		}
-		for i, r := range ranges {
-			raws := r.Val()
-			if lens[i].Val() == 0 {
-				raws = nil // LRANGE 0 -1 of an empty list
+		if ok {
+			m.ahead, m.have, m.upTo = next, true, upTo
+			return res, nil
+		}
+		// A list changed between the read and the step (a producer, a
+		// removal or another mover): next is a fresh read.
+		lists = next
+	}
+	return MoveResult{}, ErrMoveContended
+}
+
+// plainStep runs the step with plain commands when err says scripts are
+// refused, else returns err.
+func (m *DueMover) plainStep(ctx context.Context, upTo int64, err error) (MoveResult, error) {
+	if !m.s.scriptRefused(err) {
+		return MoveResult{}, err
+	}
+	return m.s.move(ctx, m.lock, m.o, func() ([]moveList, error) { return m.s.readDuePlain(ctx, upTo, m.o) })
+}
+
+// dueReadTimestamps bounds the timestamps of one step.
+const dueReadTimestamps = 1000
+
+// dueReadScript reads the items of one move step: the oldest due
+// timestamps (ZRANGEBYSCORE -inf upTo LIMIT 0 T) and the heads of as many
+// whole ones as fit in the batch of B items (at least one). It builds each
+// list key from the prefix and the member, so it only reads keys of the
+// namespace KEYS[1] is in (one cluster slot under a hash tag, §cluster.go).
+// KEYS[1] = delayed_queue_schedule. ARGV[1] = upTo, ARGV[2] = B, ARGV[3] =
+// T, ARGV[4] = "<ns>delayed:". Returns per timestamp its member, its score,
+// its item count c and c items; c = -1 for a member that is not a decimal
+// integer (the caller normalizes it and reads again).
+var dueReadScript = redis.NewScript(`
+local zs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local budget = tonumber(ARGV[2])
+local out = {}
+for i = 1, #zs, 2 do
+  local m = zs[i]
+  if not string.match(m, '^-?%d+$') then
+    out[#out + 1] = m; out[#out + 1] = zs[i + 1]; out[#out + 1] = -1
+  else
+    -- one item more than the budget tells whether the list fits whole
+    local items = {}
+    if budget > 0 or i == 1 then
+      items = redis.call('LRANGE', ARGV[4] .. m, 0, budget)
+    else
+      if redis.call('EXISTS', ARGV[4] .. m) == 1 then break end
+    end
+    local take = #items
+    if take > budget then
+      if i > 1 then break end
+      take = budget
+    end
+    out[#out + 1] = m; out[#out + 1] = zs[i + 1]; out[#out + 1] = take
+    for j = 1, take do out[#out + 1] = items[j] end
+    budget = budget - take
+  end
+end
+return out
+`)
+
+func dueReadArgs(s *Store, upTo int64, o MoveOptions) ([]string, []any) {
+	return []string{s.Keys.DelayedSchedule()},
+		[]any{upTo, o.Batch, min(o.Batch, dueReadTimestamps), s.Keys.ns + "delayed:"}
+}
+
+// readDue reads one step's items with dueReadScript.
+func (s *Store) readDue(ctx context.Context, upTo int64, o MoveOptions) ([]moveList, error) {
+	keys, args := dueReadArgs(s, upTo, o)
+	v, err := dueReadScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	return s.parseDue(ctx, v, upTo, o)
+}
+
+// parseDue decodes dueReadScript's reply into move lists. A member that is
+// not a decimal integer is normalized and the step read again without
+// scripts (rare: only a hand-written schedule has one).
+func (s *Store) parseDue(ctx context.Context, v []any, upTo int64, o MoveOptions) ([]moveList, error) {
+	var lists []moveList
+	for i := 0; i+2 < len(v); {
+		m, _ := v[i].(string)
+		sc, _ := v[i+1].(string)
+		c, _ := v[i+2].(int64)
+		i += 3
+		if c < 0 {
+			score, _ := strconv.ParseFloat(sc, 64)
+			if err := s.normalizeMembers(ctx, []redis.Z{{Score: score, Member: m}}); err != nil {
+				return nil, err
 			}
-			lists[i].items = s.planMove(raws, o)
+			return s.readDuePlain(ctx, upTo, o)
 		}
-		return lists, nil
-	})
+		ts, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || int(c) > len(v)-i {
+			return nil, fmt.Errorf("the due read script returned a malformed reply at %q", m)
+		}
+		raws := make([]string, c)
+		for j := range raws {
+			raws[j], _ = v[i+j].(string)
+		}
+		i += int(c)
+		lists = append(lists, moveList{ts: ts, items: s.planMove(raws, o)})
+	}
+	return lists, nil
+}
+
+// readDuePlain reads one step's items with plain commands: the due
+// timestamps, their lengths, then the heads that fit.
+func (s *Store) readDuePlain(ctx context.Context, upTo int64, o MoveOptions) ([]moveList, error) {
+	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.Keys.DelayedSchedule(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(upTo, 10), Count: int64(min(o.Batch, dueReadTimestamps)),
+	}).Result()
+	if err != nil || len(zs) == 0 {
+		return nil, err
+	}
+	if err := s.normalizeMembers(ctx, zs); err != nil {
+		return nil, err
+	}
+	lens := make([]*redis.IntCmd, len(zs))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, z := range zs {
+			lens[i] = p.LLen(ctx, s.Keys.Delayed(memberTS(z)))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	// Whole timestamps within the item budget, and at least one.
+	lists := make([]moveList, 0, len(zs))
+	budget := o.Batch
+	ranges := make([]*redis.StringSliceCmd, 0, len(zs))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, z := range zs {
+			n := int(lens[i].Val())
+			if i > 0 && n > budget {
+				break
+			}
+			take := min(n, max(budget, 0))
+			if i == 0 {
+				take = min(n, o.Batch)
+			}
+			budget -= take
+			lists = append(lists, moveList{ts: memberTS(z)})
+			ranges = append(ranges, p.LRange(ctx, s.Keys.Delayed(memberTS(z)), 0, int64(take)-1))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for i, r := range ranges {
+		raws := r.Val()
+		if lens[i].Val() == 0 {
+			raws = nil // LRANGE 0 -1 of an empty list
+		}
+		lists[i].items = s.planMove(raws, o)
+	}
+	return lists, nil
 }
 
 // normalizeMembers replaces schedule members that are not decimal
@@ -690,6 +873,9 @@ var ErrMoveContended = errors.New("moving due delayed jobs: the lists kept chang
 
 func countMove(lists []moveList) MoveResult {
 	r := MoveResult{Timestamps: len(lists)}
+	if len(lists) > 0 {
+		r.First = lists[0].ts
+	}
 	for _, l := range lists {
 		for _, it := range l.items {
 			if it.queue == "" {
@@ -709,26 +895,37 @@ func countMove(lists []moveList) MoveResult {
 // list its <ts> and item count, then per item the item, the payload to push
 // and the queue name ("" for the failed list).
 // Returns {-1} when the lock is not ours, {-2} when a list head is not the
-// items read, else {items moved, lists emptied}.
+// items read, else {items moved, lists emptied}. Per list it reads the head
+// and one item more (so it knows whether the list empties: DEL, or LTRIM);
+// per item it SREMs the reverse index; runs of items for one target go in
+// one RPUSH, the queues in one SADD, the emptied lists in one DEL and their
+// timestamps in one ZREM (at most 500 values per call, well within Lua's
+// stack).
 var moveScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
 local L = tonumber(ARGV[2])
 local a = 3 + 2 * L
 local k = 4 + L
 local pos = a
+local whole = {}
 for j = 1, L do
   local c = tonumber(ARGV[2 + 2 * j])
-  if c > 0 then
-    local head = redis.call('LRANGE', KEYS[3 + j], 0, c - 1)
-    if #head ~= c then return {-2} end
-    for i = 1, c do
-      if head[i] ~= ARGV[pos + 3 * (i - 1)] then return {-2} end
-    end
+  local head = redis.call('LRANGE', KEYS[3 + j], 0, c)
+  if #head < c then return {-2} end
+  for i = 1, c do
+    if head[i] ~= ARGV[pos + 3 * (i - 1)] then return {-2} end
   end
+  whole[j] = (#head == c)
   pos = pos + 3 * c
 end
+local function many(cmd, key, vals)
+  for lo = 1, #vals, 500 do
+    redis.call(cmd, key, unpack(vals, lo, math.min(lo + 499, #vals)))
+  end
+end
 local item = 0
-local emptied = 0
+local target, vals = nil, {}
+local queues, seen, emptied, dels = {}, {}, {}, {}
 for j = 1, L do
   local ts = ARGV[1 + 2 * j]
   local c = tonumber(ARGV[2 + 2 * j])
@@ -738,21 +935,35 @@ for j = 1, L do
     local ki = k + 2 * item
     redis.call('SREM', KEYS[ki + 1], member)
     local q = ARGV[ai + 2]
-    if q ~= '' then redis.call('SADD', KEYS[3], q) end
-    redis.call('RPUSH', KEYS[ki], ARGV[ai + 1])
+    if q ~= '' and not seen[q] then
+      seen[q] = true
+      queues[#queues + 1] = q
+    end
+    if KEYS[ki] ~= target then
+      if #vals > 0 then many('RPUSH', target, vals) end
+      target, vals = KEYS[ki], {}
+    end
+    vals[#vals + 1] = ARGV[ai + 1]
     item = item + 1
   end
-  if c > 0 then redis.call('LTRIM', KEYS[3 + j], c, -1) end
-  if redis.call('LLEN', KEYS[3 + j]) == 0 then
-    redis.call('DEL', KEYS[3 + j])
-    redis.call('ZREM', KEYS[2], ts)
-    emptied = emptied + 1
+  if whole[j] then
+    if c > 0 then dels[#dels + 1] = KEYS[3 + j] end
+    emptied[#emptied + 1] = ts
+  elseif c > 0 then
+    redis.call('LTRIM', KEYS[3 + j], c, -1)
   end
 end
-return {item, emptied}
+if #vals > 0 then many('RPUSH', target, vals) end
+if #queues > 0 then many('SADD', KEYS[3], queues) end
+if #emptied > 0 then many('ZREM', KEYS[2], emptied) end
+for lo = 1, #dels, 500 do
+  redis.call('DEL', unpack(dels, lo, math.min(lo + 499, #dels)))
+end
+return {item, #emptied}
 `)
 
-func (s *Store) moveScripted(ctx context.Context, lock Lock, lists []moveList) (MoveResult, bool, error) {
+// moveArgs builds moveScript's keys and arguments.
+func (s *Store) moveArgs(lock Lock, lists []moveList) ([]string, []any) {
 	n := 0
 	for _, l := range lists {
 		n += len(l.items)
@@ -771,7 +982,11 @@ func (s *Store) moveScripted(ctx context.Context, lock Lock, lists []moveList) (
 			args = append(args, it.raw, it.push, it.queue)
 		}
 	}
-	v, err := moveScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	return keys, args
+}
+
+// moveReply reads moveScript's reply; ok is false when a list changed.
+func moveReply(v []int64, err error, lists []moveList) (MoveResult, bool, error) {
 	if err != nil {
 		return MoveResult{}, false, err
 	}
@@ -789,6 +1004,56 @@ func (s *Store) moveScripted(ctx context.Context, lock Lock, lists []moveList) (
 	return r, true, nil
 }
 
+func (s *Store) moveScripted(ctx context.Context, lock Lock, lists []moveList) (MoveResult, bool, error) {
+	keys, args := s.moveArgs(lock, lists)
+	v, err := moveScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	return moveReply(v, err, lists)
+}
+
+// moveScriptedAhead runs moveScript and, in the same pipeline (so after
+// it, in Redis), dueReadScript for the next step. next is that read, nil
+// when it failed (the caller reads again). A script Redis does not know
+// yet (first use, SCRIPT FLUSH) is loaded by running it alone.
+func (s *Store) moveScriptedAhead(ctx context.Context, lock Lock, lists []moveList, upTo int64, o MoveOptions) (res MoveResult, ok bool, next []moveList, err error) {
+	keys, args := s.moveArgs(lock, lists)
+	rk, ra := dueReadArgs(s, upTo, o)
+	var mv, rd *redis.Cmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		mv = moveScript.EvalSha(ctx, p, keys, args...)
+		rd = dueReadScript.EvalSha(ctx, p, rk, ra...)
+		return nil
+	})
+	if redis.HasErrorPrefix(mv.Err(), "NOSCRIPT") {
+		if res, ok, err = s.moveScripted(ctx, lock, lists); err != nil {
+			return res, ok, nil, err
+		}
+		next, err = s.readDue(ctx, upTo, o)
+		if ok {
+			err = nil // the move is done; the next step reads again
+		}
+		return res, ok, next, err
+	}
+	mvv, mverr := mv.Int64Slice()
+	res, ok, err = moveReply(mvv, mverr, lists)
+	if err != nil {
+		return res, ok, nil, err
+	}
+	var v []any
+	var rerr error
+	if redis.HasErrorPrefix(rd.Err(), "NOSCRIPT") {
+		next, rerr = s.readDue(ctx, upTo, o)
+	} else if v, rerr = rd.Slice(); rerr == nil {
+		next, rerr = s.parseDue(ctx, v, upTo, o)
+	}
+	if rerr != nil {
+		if ok {
+			return res, ok, nil, nil // the next step reads again
+		}
+		return res, ok, nil, rerr
+	}
+	return res, ok, next, nil
+}
+
 // movePlain is the move without scripts: WATCH the lock and the lists,
 // check the lock's value and the lists' heads, then one MULTI with the same
 // commands as the script. A change of any of them (including the lock's
@@ -802,21 +1067,24 @@ func (s *Store) movePlain(ctx context.Context, lock Lock, lists []moveList) (Mov
 	var res MoveResult
 	done := false
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		v, err := tx.Get(ctx, lock.Key).Result()
+		// The lock's value and the heads in one round trip.
+		var get *redis.StringCmd
+		heads := make([]*redis.StringSliceCmd, len(lists))
+		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, lock.Key)
+			for j, l := range lists {
+				heads[j] = p.LRange(ctx, s.Keys.Delayed(l.ts), 0, int64(len(l.items)))
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		v, err := get.Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
 		if v != lock.Value {
 			return ErrNotMaster
-		}
-		heads := make([]*redis.StringSliceCmd, len(lists))
-		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, l := range lists {
-				heads[j] = p.LRange(ctx, s.Keys.Delayed(l.ts), 0, int64(len(l.items)))
-			}
-			return nil
-		}); err != nil {
-			return err
 		}
 		empty := make([]bool, len(lists))
 		for j, l := range lists {
@@ -832,21 +1100,46 @@ func (s *Store) movePlain(ctx context.Context, lock Lock, lists []moveList) (Mov
 			empty[j] = len(head) == len(l.items)
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			// As the script: runs of one target in one RPUSH, the queues
+			// in one SADD, the emptied lists in one DEL and one ZREM.
+			var dels []string
+			var emptied, queues []any
+			seen := map[string]bool{}
+			target, vals := "", []any(nil)
 			for j, l := range lists {
 				key := s.Keys.Delayed(l.ts)
 				for _, it := range l.items {
 					p.SRem(ctx, it.idx, DelayedMember(l.ts))
-					if it.queue != "" {
-						p.SAdd(ctx, s.Keys.Queues(), it.queue)
+					if it.queue != "" && !seen[it.queue] {
+						seen[it.queue] = true
+						queues = append(queues, it.queue)
 					}
-					p.RPush(ctx, it.target, it.push)
+					if it.target != target || len(vals) >= 500 {
+						if len(vals) > 0 {
+							p.RPush(ctx, target, vals...)
+						}
+						target, vals = it.target, nil
+					}
+					vals = append(vals, it.push)
 				}
 				if empty[j] {
-					p.Del(ctx, key)
-					p.ZRem(ctx, s.Keys.DelayedSchedule(), strconv.FormatInt(l.ts, 10))
+					dels = append(dels, key)
+					emptied = append(emptied, strconv.FormatInt(l.ts, 10))
 				} else if len(l.items) > 0 {
 					p.LTrim(ctx, key, int64(len(l.items)), -1)
 				}
+			}
+			if len(vals) > 0 {
+				p.RPush(ctx, target, vals...)
+			}
+			if len(queues) > 0 {
+				p.SAdd(ctx, s.Keys.Queues(), queues...)
+			}
+			if len(dels) > 0 {
+				p.Del(ctx, dels...)
+			}
+			if len(emptied) > 0 {
+				p.ZRem(ctx, s.Keys.DelayedSchedule(), emptied...)
 			}
 			return nil
 		})
