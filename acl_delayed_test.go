@@ -201,6 +201,13 @@ func aclScheduler(t *testing.T, scripting bool) {
 	rawDelayed(t, b, past, `{"class":"Echo","args":["ruby"],"queue":"q"}`)
 	rawDelayed(t, b, past, `{"class":"Echo","args":["mapped"],"queue":null}`)
 	rawDelayed(t, b, past, `{"class":"Unmapped","args":[],"queue":null}`)
+	// A schedule member that is not an integer ("1705314600.5") is
+	// rewritten before the move.
+	early := fmt.Sprint(past - 5)
+	item := `{"class":"Echo","args":["float"],"queue":"q"}`
+	b.srv.Do(t, "RPUSH", b.key("delayed:"+early), item)
+	b.srv.Do(t, "SADD", b.key("timestamps:"+item), "delayed:"+early)
+	b.srv.Do(t, "ZADD", b.key("delayed_queue_schedule"), early, early+".5")
 	if _, err := b.client.EnqueueIn(ctx, time.Second, "q", "Echo", "resq"); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +223,7 @@ func aclScheduler(t *testing.T, scripting bool) {
 	s, stop := aclRunScheduler(t, conn, cfg)
 	testkit.Eventually(t, "master", s.Master)
 	testkit.Eventually(t, "every delayed job moved", func() bool {
-		return b.srv.Do(t, "EXISTS", b.key("delayed_queue_schedule")) == "0" && llen(t, b, "queue:q") == 3
+		return b.srv.Do(t, "EXISTS", b.key("delayed_queue_schedule")) == "0" && llen(t, b, "queue:q") == 4
 	})
 	testkit.Eventually(t, "both schedules fired", func() bool { return llen(t, b, "queue:beats") >= 1 && llen(t, b, "queue:pq") >= 1 })
 	if n := llen(t, b, "failed"); n != 1 {
@@ -244,8 +251,8 @@ func aclScheduler(t *testing.T, scripting bool) {
 		t.Error("the stopped scheduler did not release the lock")
 	}
 	checkNoDenials(t, b.srv, user, scripting)
-	if moved, failed := s.Moved(); moved != 3 || failed != 1 {
-		t.Errorf("moved %d, failed %d; want 3, 1", moved, failed)
+	if moved, failed := s.Moved(); moved != 4 || failed != 1 {
+		t.Errorf("moved %d, failed %d; want 4, 1", moved, failed)
 	}
 }
 
@@ -364,7 +371,9 @@ func aclAdminDelayed(t *testing.T, scripting bool) {
 		{"RemoveDelayedItem", func() error { _, err := a.RemoveDelayedItem(ctx, at, vs[1].Item); return err }},
 		{"EnqueueDelayedNow (null queue: a failure)", func() error { _, err := a.EnqueueDelayedNow(ctx, resq.DelayedFilter{Class: "Ruby"}, nil); return err }},
 		{"RemoveDelayed", func() error { _, err := a.RemoveDelayed(ctx, resq.DelayedFilter{Class: "Later"}); return err }},
-		{"SetSchedule", func() error { return a.SetSchedule(ctx, "x", resq.ScheduleConfig{Class: "X", Queue: "xq", Every: "1m"}) }},
+		{"SetSchedule", func() error {
+			return a.SetSchedule(ctx, "x", resq.ScheduleConfig{Class: "X", Queue: "xq", Every: "1m"})
+		}},
 		{"EnqueueScheduleNow", func() error { _, err := a.EnqueueScheduleNow(ctx, static, "x", nil, nil); return err }},
 		{"EnqueueScheduleNow static", func() error { _, err := a.EnqueueScheduleNow(ctx, static, "clear_cache", nil, nil); return err }},
 		{"RemoveSchedule", func() error { _, err := a.RemoveSchedule(ctx, "persisted"); return err }},

@@ -63,7 +63,7 @@ var aclWake = []string{"resq:delayed:wake"}
 // LLEN, DEL, ZREM), the wake subscription, recurring schedules
 // (HGETALL persistent_schedules and delayed:last_enqueued_at, SPOP
 // schedules_changed, the tick key's SET NX / EXISTS, HSET last run).
-var aclSchedulerCmds = []string{"get", "set", "pexpire", "del", "exists",
+var aclSchedulerCmds = []string{"get", "set", "pexpire", "del",
 	"zrange", "zrangebyscore", "zadd", "zrem", "lrange", "ltrim", "llen", "rpush", "sadd", "srem", "smembers",
 	"hget", "hgetall", "hset", "spop", "subscribe", "publish"}
 
@@ -175,7 +175,12 @@ func ACLRules(role, ns string, scripting bool) ([]string, error) {
 	sort.Strings(pos[len(aclBase):])
 	out = append(out, pos...)
 	out = append(out, neg...)
+	seenKey := map[string]bool{}
 	for _, p := range r.keys {
+		if seenKey[p] {
+			continue
+		}
+		seenKey[p] = true
 		perm := "~"
 		switch {
 		case strings.HasPrefix(p, "R:"):
