@@ -353,6 +353,10 @@ func TestACLRulesAccepted(t *testing.T) {
 				if out, err := srv.Try("ACL", "DRYRUN", user, "GET", "other:queues"); err != nil || out == "OK" {
 					t.Errorf("%s %q: GET other:queues allowed (%q, %v)", role, ns, out, err)
 				}
+				// Nor a channel of another namespace.
+				if out, err := srv.Try("ACL", "DRYRUN", user, "PUBLISH", "other:resq:delayed:wake", "1"); err != nil || out == "OK" {
+					t.Errorf("%s %q: PUBLISH on another namespace's channel allowed (%q, %v)", role, ns, out, err)
+				}
 				srv.Try("ACL", "DELUSER", user)
 			}
 		}

@@ -23,6 +23,11 @@ ACL SETUSER resq-worker >PASSWORD (or ">PASSWORD" / "#SHA256HEX" on the
 aclfile line). Re-running the commands updates the rules and keeps the
 passwords.
 
+The worker role includes the scheduler role's rules, because resq work
+runs a scheduler in-process unless --no-scheduler (and its retries write
+the delayed queue anyway). The scheduler role is for resq scheduler (or a
+Scheduler in your program) alone; it cannot run jobs.
+
 --no-scripting leaves out EVAL/EVALSHA/SCRIPT: resq then runs its
 plain-command twins (see docs/operations.md).
 

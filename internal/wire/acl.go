@@ -45,43 +45,78 @@ type aclRole struct {
 	// keys are key patterns relative to the namespace; a "R:" or "W:"
 	// prefix makes them read-only (%R~) or write-only (%W~).
 	keys []string
+	// chans are pub/sub channel patterns relative to the namespace.
+	chans []string
 	// scripts: the role's paths run scripts when Redis allows them.
 	scripts bool
 }
 
+// The delayed queue (resque-scheduler's keys): the schedule, one list per
+// due second, the reverse index of each item.
+var aclDelayedKeys = []string{"delayed_queue_schedule", "delayed:*", "timestamps:*"}
+
+// aclWake is the channel on which delayed pushes wake the scheduler.
+var aclWake = []string{"resq:delayed:wake"}
+
+// The scheduler's commands: the master lock (SET NX PX, GET, PEXPIRE,
+// DEL), the move (ZRANGE/ZRANGEBYSCORE, LRANGE, SREM, SADD, RPUSH, LTRIM,
+// LLEN, DEL, ZREM), the wake subscription, recurring schedules
+// (HGETALL persistent_schedules and delayed:last_enqueued_at, SPOP
+// schedules_changed, the tick key's SET NX / EXISTS, HSET last run).
+var aclSchedulerCmds = []string{"get", "set", "pexpire", "del",
+	"zrange", "zrangebyscore", "zadd", "zrem", "lrange", "ltrim", "llen", "rpush", "sadd", "srem", "smembers",
+	"hget", "hgetall", "hset", "spop", "subscribe", "publish"}
+
+// The scheduler's keys besides the delayed queue and the queues.
+var aclSchedulerKeys = []string{
+	// the master lock: Ruby namespaces its name twice (protocol §9.9)
+	"$NS:*resque_scheduler_master_lock", "persistent_schedules", "schedules_changed",
+	// a null-queue item becomes a failure record
+	"failed",
+	// recurring ticks, secret fields of signed ticks
+	"resq:tick:*", "resq:secret_fields"}
+
 var aclRoles = map[string]aclRole{
 	RoleProducer: {
 		cmds: []string{"sadd", "rpush", "llen", "hget", "hset",
-			"lrange", "lrem"}, // Dequeue
-		keys: []string{"queues", "queue:*", "resq:secret_fields"},
+			"lrange", "lrem", // Dequeue
+			"zadd", "zrange", "publish", "smembers", "srem"}, // delayed push, RemoveDelayed
+		keys:  append([]string{"queues", "queue:*", "resq:secret_fields"}, aclDelayedKeys...),
+		chans: aclWake,
 		// capped push and secret-field registration
 		scripts: true,
 	},
+	// A worker user also runs the in-process scheduler of resq work (on
+	// unless --no-scheduler), and its retries push to the delayed queue
+	// inside the ack: it has the scheduler's rules too.
 	RoleWorker: {
-		cmds: []string{
+		cmds: append(append([]string(nil), aclSchedulerCmds...),
 			// registration, heartbeats, the "working on" records, stats
 			"sadd", "srem", "smembers", "sismember", "set", "get", "mget", "del", "expire", "pexpire", "pttl",
 			"hset", "hget", "hgetall", "hdel", "hincrby", "incrby",
+			// retry counters (resque-retry)
+			"incr", "setnx",
 			// queues, pickups, failures
 			"lpop", "rpush", "lpush", "llen", "lrange", "lrem", "lmove", "blmove", "scan",
 			// leases (class concurrency caps)
 			"zadd", "zrem", "zcard", "zcount", "zremrangebyscore", "zscore",
-		},
-		keys: []string{"queues", "queue:*", "workers", "worker:*", "workers:heartbeat", "pruning_dead_workers_in_progress",
+		),
+		keys: append(append([]string{"queues", "queue:*", "workers", "worker:*", "workers:heartbeat", "pruning_dead_workers_in_progress",
 			// pause-all-workers is only read, but a script's keys need
 			// read and write permission
-			"stat:*", "failed", "pause-all-workers", "resq:*"},
+			"stat:*", "failed", "pause-all-workers", "resq:*",
+			// resque-retry's counters and failure records
+			"resque-retry:*", "failure-resque-retry:*"}, aclDelayedKeys...), aclSchedulerKeys...),
+		chans:   aclWake,
 		scripts: true,
 	},
 	RoleScheduler: {
-		// The scheduler's own commands are its code's (resq's scheduler or
-		// resque-scheduler); it gets the data commands on exactly its keys
-		// and the queues it enqueues to.
-		cmds: []string{"@read", "@write", "-@dangerous", "scan"},
-		keys: []string{"queues", "queue:*", "delayed_queue_schedule", "delayed:*", "timestamps:*",
-			// the master lock: Ruby namespaces its name twice (protocol §9.9)
-			"$NS:*resque_scheduler_master_lock", "*resque_scheduler_master_lock", "persistent_schedules",
-			"schedules_changed", "schedules", "resq:*"},
+		// resq's scheduler (resq scheduler, or Scheduler in a program):
+		// the delayed queue, the lock, recurring schedules, and the
+		// queues it enqueues to.
+		cmds:    aclSchedulerCmds,
+		keys:    append(append([]string{"queues", "queue:*"}, aclDelayedKeys...), aclSchedulerKeys...),
+		chans:   aclWake,
 		scripts: true,
 	},
 	RoleViewer: {
@@ -92,14 +127,18 @@ var aclRoles = map[string]aclRole{
 		cmds: append(append([]string(nil), aclViewerCmds...),
 			// queue and failure edits, pruning (with dead workers' pickups),
 			// the audit log
-			"set", "del", "sadd", "srem", "rpush", "lpush", "lindex", "lset", "lrem", "ltrim", "lmove", "hset", "hdel"),
+			"set", "del", "sadd", "srem", "rpush", "lpush", "lindex", "lset", "lrem", "ltrim", "lmove", "hset", "hdel",
+			// delayed jobs: remove, enqueue now; schedules: set, remove
+			"zrem"),
 		keys:    []string{"*"},
 		scripts: true,
 	},
 }
 
 // aclViewerCmds are the reads of every Admin view.
-var aclViewerCmds = []string{"get", "mget", "smembers", "llen", "lrange", "hgetall", "hmget", "scan", "info"}
+var aclViewerCmds = []string{"get", "mget", "smembers", "llen", "lrange", "hgetall", "hmget", "scan", "info",
+	// the Delayed and Schedule tabs
+	"zrangebyscore"}
 
 // ACLRules returns the ACL SETUSER rules (after the user name) of role for
 // namespace ns: commands first, then key patterns. With scripting false the
@@ -136,7 +175,12 @@ func ACLRules(role, ns string, scripting bool) ([]string, error) {
 	sort.Strings(pos[len(aclBase):])
 	out = append(out, pos...)
 	out = append(out, neg...)
+	seenKey := map[string]bool{}
 	for _, p := range r.keys {
+		if seenKey[p] {
+			continue
+		}
+		seenKey[p] = true
 		perm := "~"
 		switch {
 		case strings.HasPrefix(p, "R:"):
@@ -145,6 +189,9 @@ func ACLRules(role, ns string, scripting bool) ([]string, error) {
 			perm, p = "%W~", p[2:]
 		}
 		out = append(out, perm+keyPattern(k, p))
+	}
+	for _, c := range r.chans {
+		out = append(out, "&"+keyPattern(k, c))
 	}
 	return out, nil
 }
