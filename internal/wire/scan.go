@@ -284,12 +284,15 @@ func (s *scanner) object(depth int, top bool) error {
 	}
 }
 
-// sameKey compares two raw key tokens as decoded strings.
+// sameKey compares two raw key tokens as decoded strings. Different bytes
+// without escapes are different strings only when both are valid UTF-8:
+// encoding/json decodes every invalid byte to U+FFFD, so "\xff" and "\xb9"
+// are one key to a handler's decoder, and a duplicate here.
 func sameKey(a, b []byte) bool {
 	if string(a) == string(b) {
 		return true
 	}
-	if !hasBackslash(a) && !hasBackslash(b) {
+	if !hasBackslash(a) && !hasBackslash(b) && utf8.Valid(a) && utf8.Valid(b) {
 		return false
 	}
 	return unquote(a) == unquote(b)
