@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resq-go/resq/internal/redistest"
 	"github.com/resq-go/resq/internal/wire"
 )
 
@@ -19,59 +20,52 @@ import (
 // batch.
 func TestDueMoverSparse(t *testing.T) {
 	t.Parallel()
-	for _, plain := range []bool{false, true} {
-		t.Run(fmt.Sprint("plain=", plain), func(t *testing.T) {
-			t.Parallel()
-			s, srv := newStore(t)
-			if plain {
-				s.UsePlainCommands()
+	bothModes(t, func(t *testing.T, s *wire.Store, srv *redistest.Server) {
+		srv.Do(t, "SET", testLock.Key, testLock.Value)
+		const n = 2500
+		var push []wire.DelayedPush
+		for i := range n {
+			q := "a"
+			if i%3 == 0 {
+				q = "b"
 			}
-			srv.Do(t, "SET", testLock.Key, testLock.Value)
-			const n = 2500
-			var push []wire.DelayedPush
-			for i := range n {
-				q := "a"
-				if i%3 == 0 {
-					q = "b"
-				}
-				push = append(push, wire.DelayedPush{TS: 1000 + int64(i), Item: wire.RubyDelayedItem("J", json.RawMessage(fmt.Sprintf("[%d]", i)), q)})
+			push = append(push, wire.DelayedPush{TS: 1000 + int64(i), Item: wire.RubyDelayedItem("J", json.RawMessage(fmt.Sprintf("[%d]", i)), q)})
+		}
+		push = append(push, wire.DelayedPush{TS: 1000 + n, Item: []byte(`{"class":"Lost","args":[],"queue":null}`)})
+		push = append(push, wire.DelayedPush{TS: 9000, Item: wire.RubyDelayedItem("Later", nil, "a")})
+		for _, err := range s.PushDelayed(bg, push) {
+			if err != nil {
+				t.Fatal(err)
 			}
-			push = append(push, wire.DelayedPush{TS: 1000 + n, Item: []byte(`{"class":"Lost","args":[],"queue":null}`)})
-			push = append(push, wire.DelayedPush{TS: 9000, Item: wire.RubyDelayedItem("Later", nil, "a")})
-			for _, err := range s.PushDelayed(bg, push) {
-				if err != nil {
-					t.Fatal(err)
-				}
+		}
+		m := s.NewDueMover(testLock, wire.MoveOptions{Batch: 300})
+		var moved, failed, steps int
+		for {
+			r, err := m.Step(bg, 5000, time.Unix(5000, 0))
+			if err != nil {
+				t.Fatal(err)
 			}
-			m := s.NewDueMover(testLock, wire.MoveOptions{Batch: 300})
-			var moved, failed, steps int
-			for {
-				r, err := m.Step(bg, 5000, time.Unix(5000, 0))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Timestamps == 0 {
-					break
-				}
-				if r.Moved+r.Failed > 300 {
-					t.Errorf("step over the batch: %+v", r)
-				}
-				moved, failed, steps = moved+r.Moved, failed+r.Failed, steps+1
+			if r.Timestamps == 0 {
+				break
 			}
-			if moved != n || failed != 1 || steps != 9 {
-				t.Errorf("moved %d failed %d in %d steps", moved, failed, steps)
+			if r.Moved+r.Failed > 300 {
+				t.Errorf("step over the batch: %+v", r)
 			}
-			a := strings.Split(srv.Do(t, "LRANGE", "resque:queue:a", "0", "-1"), "\n")
-			b := strings.Split(srv.Do(t, "LRANGE", "resque:queue:b", "0", "-1"), "\n")
-			if len(a)+len(b) != n || b[0] != `{"class":"J","args":[0]}` || a[0] != `{"class":"J","args":[1]}` || a[len(a)-1] != `{"class":"J","args":[2498]}` {
-				t.Errorf("queues: %d + %d, a[0] %s b[0] %s", len(a), len(b), a[0], b[0])
-			}
-			expect(t, srv, "a\nb", "SORT", "resque:queues", "ALPHA")
-			expect(t, srv, "9000", "ZRANGE", "resque:delayed_queue_schedule", "0", "-1")
-			expect(t, srv, "1", "LLEN", "resque:failed")
-			expect(t, srv, "0", "EXISTS", "resque:delayed:1000", "resque:timestamps:"+string(push[0].Item), "resque:timestamps:"+string(push[n-1].Item))
-		})
-	}
+			moved, failed, steps = moved+r.Moved, failed+r.Failed, steps+1
+		}
+		if moved != n || failed != 1 || steps != 9 {
+			t.Errorf("moved %d failed %d in %d steps", moved, failed, steps)
+		}
+		a := strings.Split(srv.Do(t, "LRANGE", "resque:queue:a", "0", "-1"), "\n")
+		b := strings.Split(srv.Do(t, "LRANGE", "resque:queue:b", "0", "-1"), "\n")
+		if len(a)+len(b) != n || b[0] != `{"class":"J","args":[0]}` || a[0] != `{"class":"J","args":[1]}` || a[len(a)-1] != `{"class":"J","args":[2498]}` {
+			t.Errorf("queues: %d + %d, a[0] %s b[0] %s", len(a), len(b), a[0], b[0])
+		}
+		expect(t, srv, "a\nb", "SORT", "resque:queues", "ALPHA")
+		expect(t, srv, "9000", "ZRANGE", "resque:delayed_queue_schedule", "0", "-1")
+		expect(t, srv, "1", "LLEN", "resque:failed")
+		expect(t, srv, "0", "EXISTS", "resque:delayed:1000", "resque:timestamps:"+string(push[0].Item), "resque:timestamps:"+string(push[n-1].Item))
+	})
 }
 
 // TestDueMoverReadAhead changes the items a mover has read ahead before

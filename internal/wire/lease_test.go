@@ -8,7 +8,9 @@ import (
 	"github.com/resq-go/resq/internal/wire"
 )
 
-// bothModes runs a lease test with Lua scripts and with plain commands.
+// bothModes runs a test with Lua scripts and with plain commands (the
+// WATCH/MULTI twins a Redis user without @scripting gets), each on a fresh
+// Store and namespace.
 func bothModes(t *testing.T, test func(t *testing.T, s *wire.Store, srv *redistest.Server)) {
 	for _, plain := range []bool{false, true} {
 		name := "scripts"
