@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,16 +14,14 @@ import (
 
 	"github.com/resq-go/resq/internal/recurring"
 	"github.com/resq-go/resq/internal/redistest"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/internal/wire"
 )
 
 var pool = redistest.NewPool(redistest.Options{})
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pool.Close()
-	os.Exit(code)
-}
+// TestMain also fails the package when goroutines are left running.
+func TestMain(m *testing.M) { testkit.Main(m, pool.Close) }
 
 var bg = context.Background()
 

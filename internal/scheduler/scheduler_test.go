@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,16 +17,14 @@ import (
 
 	"github.com/resq-go/resq/internal/redistest"
 	"github.com/resq-go/resq/internal/scheduler"
+	"github.com/resq-go/resq/internal/testkit"
 	"github.com/resq-go/resq/internal/wire"
 )
 
 var pool = redistest.NewPool(redistest.Options{})
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pool.Close()
-	os.Exit(code)
-}
+// TestMain also fails the package when goroutines are left running.
+func TestMain(m *testing.M) { testkit.Main(m, pool.Close) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
