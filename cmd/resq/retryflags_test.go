@@ -94,8 +94,12 @@ func TestSIGKILLDuringRetries(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	marks := t.TempDir()
-	// Fails on attempts 0 and 1, succeeds from attempt 2 on.
+	// Fails on attempts 0 and 1, succeeds from attempt 2 on after 50 ms,
+	// so the 200 jobs need at least 2.5 s of wall time on 4 slots — longer
+	// than the eight short-lived workers below live together, on any
+	// machine (a faster one finished them all before the last kill).
 	job := script(t, t.TempDir(), "job.sh", `if [ "$RESQ_JOB_ATTEMPT" -lt 2 ]; then exit 75; fi
+sleep 0.05
 echo done >> "`+marks+`/done-$RESQ_JOB_ID"`)
 	const jobs = 200
 	for i := range jobs {
