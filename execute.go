@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -189,12 +190,18 @@ func (w *Worker) process(hardCtx context.Context, slotID string, f wire.Fetched,
 	}
 	switch {
 	case err == nil:
-		w.logger.Debug("job done", "job_id", job.ID, "class", job.Class, "queue", job.Queue,
-			"worker", slotID, "bytes", len(f.Raw), "duration", time.Since(start))
+		// Enabled first: building the attributes costs allocations on
+		// every job even when debug lines are off.
+		if w.logger.Enabled(hardCtx, slog.LevelDebug) {
+			w.logger.Debug("job done", "job_id", job.ID, "class", job.Class, "queue", job.Queue,
+				"worker", slotID, "bytes", len(f.Raw), "duration", time.Since(start))
+		}
 		return ack, false
 	case errors.Is(err, ErrDontPerform):
 		ev.Outcome = OutcomeSkipped
-		w.logger.Debug("job skipped by middleware", "job_id", job.ID, "class", job.Class, "queue", job.Queue)
+		if w.logger.Enabled(hardCtx, slog.LevelDebug) {
+			w.logger.Debug("job skipped by middleware", "job_id", job.ID, "class", job.Class, "queue", job.Queue)
+		}
 		return ack, false
 	case hardCtx.Err() != nil && !timedOut:
 		return ack, true

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/resq-go/resq/internal/wire"
@@ -52,6 +53,9 @@ type handlerEntry struct {
 	fn      HandlerFunc
 	opts    HandlerOptions
 	command bool // runs an external command: the timeout is enforced by a kill
+	// retry is the class's retry policy (Worker.retryPolicy), resolved once
+	// when Run starts; nil when the class is not retried.
+	retry *RetryPolicy
 }
 
 // Handle registers fn for jobs of class. The job's args array is decoded into
@@ -66,8 +70,9 @@ func Handle[T any](w *Worker, class string, fn func(ctx context.Context, args T)
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	decoders := &sync.Pool{} // *argDecoder, reused across this class's jobs
 	w.register(&handlerEntry{class: class, opts: o, secrets: secretFieldsOf(reflect.TypeFor[T]()), fn: func(ctx context.Context, job *Job) error {
-		v, err := decodeArgs[T](job.Args, job.argElems(), o.AllowUnknownFields)
+		v, err := decodeArgsWith[T](decoders, job.Args, job.argElems(), o.AllowUnknownFields)
 		if err != nil {
 			return err
 		}
@@ -118,6 +123,25 @@ func DecodeArgs[T any](args json.RawMessage, allowUnknown bool) (T, error) {
 // decodeArgs is DecodeArgs with args's elements when they are already split
 // (nil: split them here).
 func decodeArgs[T any](args json.RawMessage, elems []json.RawMessage, allowUnknown bool) (T, error) {
+	return decodeArgsWith[T](nil, args, elems, allowUnknown)
+}
+
+// argDecoder is a json.Decoder with the reader it reads from, kept in a
+// Handle's pool: a job's args are one JSON value, and a Decoder that has
+// read one value to its end decodes the next from a reset reader as if it
+// were the next value of a stream, without a new Decoder, reader and
+// buffer per job.
+type argDecoder struct {
+	r   bytes.Reader
+	dec *json.Decoder
+}
+
+// maxPooledArgs is the largest args value whose decoder goes back to the
+// pool (its buffer grows to the value's size and stays that large).
+const maxPooledArgs = 64 << 10
+
+// decodeArgsWith is decodeArgs with decoders from pool (nil: a new one).
+func decodeArgsWith[T any](pool *sync.Pool, args json.RawMessage, elems []json.RawMessage, allowUnknown bool) (T, error) {
 	var v T
 	t := reflect.TypeFor[T]()
 	src := []byte(args)
@@ -136,16 +160,29 @@ func decodeArgs[T any](args json.RawMessage, elems []json.RawMessage, allowUnkno
 		}
 		src = elems[0]
 	}
-	dec := json.NewDecoder(bytes.NewReader(src))
-	dec.UseNumber()
-	if !allowUnknown {
-		dec.DisallowUnknownFields()
+	var ad *argDecoder
+	if pool != nil {
+		ad, _ = pool.Get().(*argDecoder)
 	}
-	if err := dec.Decode(&v); err != nil {
+	if ad == nil {
+		ad = &argDecoder{}
+		ad.dec = json.NewDecoder(&ad.r)
+		ad.dec.UseNumber()
+		if !allowUnknown {
+			ad.dec.DisallowUnknownFields()
+		}
+	}
+	ad.r.Reset(src)
+	if err := ad.dec.Decode(&v); err != nil {
 		return v, fmt.Errorf("%w: %s", ErrInvalidArgs, describeDecodeError(err, t))
 	}
-	if dec.More() {
+	if ad.dec.More() {
 		return v, fmt.Errorf("%w: trailing data after the arguments", ErrInvalidArgs)
+	}
+	// Only a decoder that read its value to the end goes back (one that
+	// failed may hold an error or unread bytes).
+	if pool != nil && len(src) <= maxPooledArgs {
+		pool.Put(ad)
 	}
 	if err := validate(&v); err != nil {
 		return v, fmt.Errorf("%w: %v", ErrInvalidArgs, err)

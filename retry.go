@@ -246,7 +246,7 @@ func (w *Worker) retryPolicy(h *handlerEntry) *RetryPolicy {
 // beginRetry counts the run of a job whose class has a retry policy (one
 // round trip); it returns nil state for other classes, which cost nothing.
 func (w *Worker) beginRetry(ctx context.Context, h *handlerEntry, p wire.Payload, args []byte) (*retryState, error) {
-	pol := w.retryPolicy(h)
+	pol := h.retry
 	if pol == nil {
 		return nil, nil
 	}

@@ -217,6 +217,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.perform = w.buildChain()
 	w.redactor = &Redactor{classFields: map[string]map[string]bool{}}
 	for class, h := range w.handlers {
+		h.retry = w.retryPolicy(h)
 		set := map[string]bool{}
 		for _, f := range h.secrets {
 			set[f] = true

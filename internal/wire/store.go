@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,30 @@ type Store struct {
 	histExpiry atomic.Int64
 	// plain is set when Redis refuses Lua scripts (plain.go).
 	plain atomic.Bool
+	// slots caches each worker id's per-slot key names (slotKeys): every
+	// fetch and ack names them, for the same few ids, all day.
+	slots     sync.Map
+	slotCount atomic.Int64
 }
+
+// slotKeyset is the key names of one worker id.
+type slotKeyset struct{ worker, processed, failed string }
+
+// slotKeys returns id's key names, built once per id.
+func (s *Store) slotKeys(id string) *slotKeyset {
+	if v, ok := s.slots.Load(id); ok {
+		return v.(*slotKeyset)
+	}
+	ks := &slotKeyset{worker: s.Keys.Worker(id), processed: s.Keys.StatProcessedBy(id), failed: s.Keys.StatFailedBy(id)}
+	if s.slotCount.Add(1) > maxCachedSlots {
+		return ks // a process that keeps making new ids does not grow the cache
+	}
+	v, _ := s.slots.LoadOrStore(id, ks)
+	return v.(*slotKeyset)
+}
+
+// maxCachedSlots bounds the slotKeys cache.
+const maxCachedSlots = 4096
 
 // NewStore wraps a go-redis client.
 func NewStore(rdb redis.UniversalClient, namespace string) *Store {
@@ -254,7 +278,7 @@ func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
 		}
 	}
 	for _, id := range r.WorkerIDs {
-		keys = append(keys, s.Keys.Worker(id))
+		keys = append(keys, s.slotKeys(id).worker)
 	}
 	runAt := RunAt(now)
 	args := make([]any, 0, 3+sources)
@@ -357,6 +381,7 @@ func JobCountField(outcome, queue, class string) string {
 func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, now time.Time, replace bool) {
 	var processed, failed int64
 	for _, a := range acks {
+		ks := s.slotKeys(a.WorkerID)
 		if a.Failure != nil {
 			p.RPush(ctx, s.Keys.Failed(), a.Failure)
 		}
@@ -368,17 +393,17 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 		}
 		if a.CountFailed {
 			failed++
-			p.IncrBy(ctx, s.Keys.StatFailedBy(a.WorkerID), 1)
+			p.IncrBy(ctx, ks.failed, 1)
 		}
 		if !replace {
-			p.Del(ctx, s.Keys.Worker(a.WorkerID)) // else the fetch script replaces or deletes it
+			p.Del(ctx, ks.worker) // else the fetch script replaces or deletes it
 		}
 		if a.SeenID != "" {
 			p.Set(ctx, s.Keys.Seen(a.SeenID), 1, a.SeenTTL)
 		}
 		if a.Processed {
 			processed++
-			p.IncrBy(ctx, s.Keys.StatProcessedBy(a.WorkerID), 1)
+			p.IncrBy(ctx, ks.processed, 1)
 		}
 	}
 	if failed > 0 {
@@ -387,18 +412,33 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 	if processed > 0 {
 		p.IncrBy(ctx, s.Keys.StatProcessed(), processed)
 	}
-	// resq's own counters, aggregated over the batch.
-	counts := map[string]int64{}
+	// resq's own counters, aggregated over the batch (most batches hold
+	// one queue and class: the field is built once per distinct pair).
+	type countKey struct {
+		failed       bool
+		queue, class string
+	}
+	var counts map[countKey]int64
 	for _, a := range acks {
+		if !a.Processed && !a.CountFailed {
+			continue
+		}
+		if counts == nil {
+			counts = make(map[countKey]int64, 2)
+		}
 		if a.Processed {
-			counts[JobCountField("processed", a.Queue, a.Class)]++
+			counts[countKey{false, a.Queue, a.Class}]++
 		}
 		if a.CountFailed {
-			counts[JobCountField("failed", a.Queue, a.Class)]++
+			counts[countKey{true, a.Queue, a.Class}]++
 		}
 	}
-	for f, n := range counts {
-		p.HIncrBy(ctx, s.Keys.JobCounts(), f, n)
+	for k, n := range counts {
+		outcome := "processed"
+		if k.failed {
+			outcome = "failed"
+		}
+		p.HIncrBy(ctx, s.Keys.JobCounts(), JobCountField(outcome, k.queue, k.class), n)
 	}
 	hist := s.Keys.History(now.Unix() / 60)
 	if processed > 0 {

@@ -36,6 +36,11 @@ func newSlot(idx int, id string) *slot {
 // bring the slot's next job with it (acker), so a busy slot goes back to the
 // fetcher only when the queues ran dry.
 func (e *Engine) runSlot(hardCtx context.Context, s *slot, acker *acker, idle chan<- int) {
+	// The slot's own child of the hard context: each job's timeout context
+	// is derived from it, so the slots do not all register and unregister
+	// their jobs' contexts under the one shared parent's lock.
+	hardCtx, cancel := context.WithCancel(hardCtx)
+	defer cancel()
 	for f := range s.jobs {
 		for {
 			next, res, abandoned := e.runJob(hardCtx, s, acker, f)
