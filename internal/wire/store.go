@@ -28,6 +28,12 @@ type Store struct {
 	// fetch and ack names them, for the same few ids, all day.
 	slots     sync.Map
 	slotCount atomic.Int64
+	fixed     fixedKeys
+	queueKeys nameCache // queue name → queue:<q>
+	pickups   pickupCache
+	marks     nameCache // owner → its ack mark key
+	second    secondCache
+	history   minuteKey
 }
 
 // slotKeyset is the key names of one worker id.
@@ -51,7 +57,8 @@ const maxCachedSlots = 4096
 
 // NewStore wraps a go-redis client.
 func NewStore(rdb redis.UniversalClient, namespace string) *Store {
-	return &Store{rdb: rdb, Keys: NewKeys(namespace)}
+	k := NewKeys(namespace)
+	return &Store{rdb: rdb, Keys: k, fixed: newFixedKeys(k)}
 }
 
 // Namespace returns the Store's namespace (without the trailing colon).
@@ -268,19 +275,19 @@ func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
 		sources *= 2
 	}
 	keys := make([]string, 0, 1+sources+len(r.WorkerIDs))
-	keys = append(keys, s.Keys.PauseAll())
+	keys = append(keys, s.fixed.pauseAll)
 	for _, q := range r.Queues {
-		keys = append(keys, s.Keys.Queue(q))
+		keys = append(keys, s.queueKeys.get(q, s.Keys.Queue))
 	}
 	if r.PickupOwner != "" {
 		for _, q := range r.Queues {
-			keys = append(keys, s.Keys.Pickup(r.PickupOwner, q))
+			keys = append(keys, s.pickups.get(s.Keys, r.PickupOwner, q))
 		}
 	}
 	for _, id := range r.WorkerIDs {
 		keys = append(keys, s.slotKeys(id).worker)
 	}
-	runAt := RunAt(now)
+	runAt := s.second.runAtOf(now)
 	args := make([]any, 0, 3+sources)
 	mode := ""
 	switch {
@@ -291,7 +298,8 @@ func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
 	}
 	args = append(args, sources, r.MaxBytes, mode)
 	for i := 0; i < sources; i++ {
-		args = append(args, RecordPrefix(r.Queues[i%len(r.Queues)], runAt))
+		_, prefix := s.second.prefix(r.Queues[i%len(r.Queues)], now)
+		args = append(args, prefix)
 	}
 	return fetchCall{keys: keys, args: args, queues: r.Queues, sources: sources, slots: len(r.WorkerIDs), runAt: runAt}
 }
@@ -383,7 +391,7 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 	for _, a := range acks {
 		ks := s.slotKeys(a.WorkerID)
 		if a.Failure != nil {
-			p.RPush(ctx, s.Keys.Failed(), a.Failure)
+			p.RPush(ctx, s.fixed.failed, a.Failure)
 		}
 		if a.Retry != nil {
 			s.retryCommands(ctx, p, a.Retry)
@@ -407,10 +415,10 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 		}
 	}
 	if failed > 0 {
-		p.IncrBy(ctx, s.Keys.StatFailed(), failed)
+		p.IncrBy(ctx, s.fixed.statFailed, failed)
 	}
 	if processed > 0 {
-		p.IncrBy(ctx, s.Keys.StatProcessed(), processed)
+		p.IncrBy(ctx, s.fixed.statProcessed, processed)
 	}
 	// resq's own counters, aggregated over the batch (most batches hold
 	// one queue and class: the field is built once per distinct pair).
@@ -438,9 +446,9 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 		if k.failed {
 			outcome = "failed"
 		}
-		p.HIncrBy(ctx, s.Keys.JobCounts(), JobCountField(outcome, k.queue, k.class), n)
+		p.HIncrBy(ctx, s.fixed.jobCounts, JobCountField(outcome, k.queue, k.class), n)
 	}
-	hist := s.Keys.History(now.Unix() / 60)
+	hist := s.history.get(s.Keys, now.Unix()/60)
 	if processed > 0 {
 		p.HIncrBy(ctx, hist, "processed", processed)
 	}
@@ -530,7 +538,7 @@ func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next
 	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		s.ackCommands(ctx, p, acks, now, replace)
 		if mark.Owner != "" {
-			p.Set(ctx, s.Keys.AckMark(mark.Owner), mark.Seq, markTTL)
+			p.Set(ctx, s.marks.get(mark.Owner, s.Keys.AckMark), mark.Seq, markTTL)
 		}
 		if replace {
 			r := *next
