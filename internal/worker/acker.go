@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"runtime"
 	"context"
 	"strconv"
 	"time"
@@ -156,6 +157,16 @@ func (a *acker) loop(lane int) {
 	mark := wire.AckMark{Owner: a.e.cfg.Owner + ":" + strconv.Itoa(lane), Seq: time.Now().UnixNano()}
 	for r := range a.reqs {
 		batch = append(batch[:0], r)
+		if len(a.reqs) < cap(a.reqs)-1 {
+			// The slots this loop's last write refilled were woken
+			// together and are runnable now: yield once so that those
+			// with fast jobs finish and queue their acks before the drain,
+			// instead of this write leaving with the first ack alone and
+			// the rest waiting a round trip (at concurrency 10 batches grew
+			// from 2.9 to 4.5 acks; decisions §25). A slow job delays
+			// nothing: one pass of the scheduler, no timer.
+			runtime.Gosched()
+		}
 	drain:
 		for len(batch) < cap(a.reqs) {
 			select {
