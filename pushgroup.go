@@ -8,109 +8,127 @@ import (
 	"github.com/resq-go/resq/internal/wire"
 )
 
-// maxGroupWriters is how many pipelines of one Client's enqueues are in
-// flight at once (measured with 8 producers: 1 or 2 leave Redis idle
-// between pipelines, 4 matched 8 independent writers' throughput with 20 %
-// fewer Redis commands).
-const maxGroupWriters = 4
+// maxGroupWriters is how many flushes of one Client's enqueues are in
+// flight at once. With one RPUSH per queue per flush, 2 measured best with
+// 8 producers (docs/decisions.md, "Concurrent enqueue: one RPUSH per queue
+// per flush"): 1 leaves Redis idle while a reply travels, 4 makes the
+// batches too small to pay for the waiting.
+const maxGroupWriters = 2
 
-// maxGroupPush bounds how many enqueues share one pipeline.
+// maxGroupPush bounds how many enqueues share one flush (and so how many
+// values one RPUSH carries).
 const maxGroupPush = 256
 
 // pushGroup coalesces concurrent single enqueues on one Client into shared
-// pipelines (group commit). A caller that finds fewer than maxGroupWriters
-// writes in progress writes its job at once, alone — a lone producer pays
-// exactly one round trip, as before. Callers that arrive while all writers
-// are busy queue up; when a write ends, the oldest of them writes everything
-// queued in one pipeline (one SADD per queue, one RPUSH per job) and the
-// others wait for its reply. Every caller still gets its own job's checked
-// outcome.
+// flushes (group commit). A caller that finds fewer than maxGroupWriters
+// flushes in flight writes its job at once, alone — a lone producer pays
+// exactly one round trip. Callers that arrive while all writers are busy
+// join the newest waiting batch; when a flush ends, one member of the
+// oldest batch writes that batch — one SADD per queue and one RPUSH per
+// queue with all of the batch's jobs for it, in arrival order — and the
+// others wait for the batch's reply. Every caller gets its own job's
+// checked outcome: an RPUSH that fails fails every job it carried.
 //
-// A caller whose ctx ends while its job is still queued takes it back and
-// gets ctx.Err() (the job was not sent). Once the job is in a pipeline the
-// caller waits for the reply, which go-redis's read timeout bounds: the
-// pipeline is written under the writer's ctx without its cancellation, so
-// that one caller giving up does not fail its neighbours' jobs.
+// A caller whose ctx ends while its batch is still waiting takes its job
+// back and gets ctx.Err() (the job was not sent). Once a batch is claimed
+// for writing its callers wait for the reply, which go-redis's read timeout
+// bounds: the flush is written under the writer's ctx without its
+// cancellation, so that one caller giving up does not fail its neighbours'
+// jobs.
 type pushGroup struct {
 	store *wire.Store
 
 	mu      sync.Mutex
-	writing int // pipelines in flight
-	pending []*pushReq
+	writing int          // flushes in flight
+	waiting []*pushBatch // oldest first; only the last one takes new jobs
 }
 
-type pushReq struct {
-	item wire.QueuedPayload
-	err  error
-	lead bool          // set before done is signalled: write the next batch
-	done chan struct{} // signalled once: written (err set), or lead
+// pushBatch is the jobs of callers waiting for one flush.
+type pushBatch struct {
+	items []wire.QueuedPayload // a nil Payload: taken back by its caller
+	live  int                  // items not taken back
+	errs  []error              // per item, set before done is closed
+	lead  chan struct{}        // buffered: tells one member to write the batch
+	done  chan struct{}        // closed once the batch is written
 }
 
 func (g *pushGroup) push(ctx context.Context, queue string, payload []byte) error {
-	r := &pushReq{item: wire.QueuedPayload{Queue: queue, Payload: payload}, done: make(chan struct{}, 1)}
 	g.mu.Lock()
 	if g.writing < maxGroupWriters {
 		g.writing++
 		g.mu.Unlock()
-		return g.write(ctx, r)
+		err := g.store.Push(context.WithoutCancel(ctx), queue, payload)
+		g.handOn()
+		return err
 	}
-	g.pending = append(g.pending, r)
+	var b *pushBatch
+	if n := len(g.waiting); n > 0 && len(g.waiting[n-1].items) < maxGroupPush {
+		b = g.waiting[n-1]
+	} else {
+		b = &pushBatch{lead: make(chan struct{}, 1), done: make(chan struct{})}
+		g.waiting = append(g.waiting, b)
+	}
+	i := len(b.items)
+	b.items = append(b.items, wire.QueuedPayload{Queue: queue, Payload: payload})
+	b.live++
 	g.mu.Unlock()
 	select {
-	case <-r.done:
+	case <-b.done:
+		return b.errs[i]
+	case <-b.lead:
+		return g.write(ctx, b, i)
 	case <-ctx.Done():
-		g.mu.Lock()
-		if i := slices.Index(g.pending, r); i >= 0 {
-			g.pending = slices.Delete(g.pending, i, i+1)
-			g.mu.Unlock()
-			return ctx.Err() // never sent
+	}
+	g.mu.Lock()
+	if k := slices.Index(g.waiting, b); k >= 0 { // not claimed yet: take the job back
+		b.items[i].Payload = nil
+		if b.live--; b.live == 0 {
+			g.waiting = slices.Delete(g.waiting, k, k+1)
 		}
 		g.mu.Unlock()
-		<-r.done // already in a pipeline, or chosen to write the next one
+		return ctx.Err() // never sent
 	}
-	if r.lead {
-		return g.write(ctx, r)
+	g.mu.Unlock()
+	select { // claimed: being written, or this caller is to write it
+	case <-b.done:
+		return b.errs[i]
+	case <-b.lead:
+		return g.write(ctx, b, i)
 	}
-	return r.err
 }
 
-// write sends r and what is queued behind it, hands the next batch to the
-// oldest caller still waiting, and returns r's outcome.
-func (g *pushGroup) write(ctx context.Context, r *pushReq) error {
-	g.mu.Lock()
-	n := min(len(g.pending), maxGroupPush-1)
-	batch := make([]*pushReq, 0, n+1)
-	batch = append(batch, r)
-	batch = append(batch, g.pending[:n]...)
-	g.pending = slices.Delete(g.pending, 0, n)
-	g.mu.Unlock()
-
-	wctx := context.WithoutCancel(ctx)
-	if len(batch) == 1 {
-		r.err = g.store.Push(wctx, r.item.Queue, r.item.Payload)
-	} else {
-		items := make([]wire.QueuedPayload, len(batch))
-		for i, b := range batch {
-			items[i] = b.item
-		}
-		errs := g.store.PushMany(wctx, items)
-		for i, b := range batch {
-			b.err = errs[i]
-			if i > 0 {
-				b.done <- struct{}{}
-			}
+// write sends batch b, whose member i this caller is, hands the next batch
+// on and returns job i's outcome. b was claimed (taken off g.waiting) under
+// g.mu, so nobody changes its items any more.
+func (g *pushGroup) write(ctx context.Context, b *pushBatch, i int) error {
+	items := make([]wire.QueuedPayload, 0, b.live)
+	at := make([]int, 0, b.live)
+	for k, it := range b.items {
+		if it.Payload != nil {
+			items, at = append(items, it), append(at, k)
 		}
 	}
+	errs := g.store.PushMany(context.WithoutCancel(ctx), items)
+	b.errs = make([]error, len(b.items))
+	for k, err := range errs {
+		b.errs[at[k]] = err
+	}
+	close(b.done)
+	g.handOn()
+	return b.errs[i]
+}
 
+// handOn ends a flush: the oldest waiting batch is claimed and one of its
+// members told to write it, or, with none waiting, the writer slot is freed.
+func (g *pushGroup) handOn() {
 	g.mu.Lock()
-	if len(g.pending) > 0 {
-		next := g.pending[0]
-		g.pending = g.pending[1:]
-		next.lead = true
-		next.done <- struct{}{}
-	} else {
+	if len(g.waiting) == 0 {
 		g.writing--
+		g.mu.Unlock()
+		return
 	}
+	b := g.waiting[0]
+	g.waiting = slices.Delete(g.waiting, 0, 1)
 	g.mu.Unlock()
-	return r.err
+	b.lead <- struct{}{}
 }

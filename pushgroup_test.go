@@ -2,9 +2,12 @@ package resq_test
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -45,11 +48,55 @@ func TestConcurrentEnqueuesShareRoundTrips(t *testing.T) {
 	if n := b.srv.Do(t, "LLEN", b.key("queue:q")); n != strconv.Itoa(producers*each) || len(seen) != producers*each {
 		t.Fatalf("queue holds %s jobs, %d ids returned; want %d", n, len(seen), producers*each)
 	}
-	sadds := commandCalls(t, b, "sadd")
-	if sadds > producers*each*3/4 {
-		t.Errorf("%d SADDs for %d jobs: concurrent enqueues were not coalesced", sadds, producers*each)
+	sadds, rpushes := commandCalls(t, b, "sadd"), commandCalls(t, b, "rpush")
+	if sadds > producers*each*3/4 || rpushes > producers*each*3/4 {
+		t.Errorf("%d SADDs and %d RPUSHes for %d jobs: concurrent enqueues were not coalesced", sadds, rpushes, producers*each)
 	}
-	t.Logf("%d jobs, %d SADD calls (pipelines)", producers*each, sadds)
+	t.Logf("%d jobs, %d SADD, %d RPUSH calls", producers*each, sadds, rpushes)
+	// One caller's jobs stay in its order (a batch's RPUSH carries them in
+	// arrival order).
+	last := map[float64]float64{}
+	for _, raw := range strings.Split(b.srv.Do(t, "LRANGE", b.key("queue:q"), "0", "-1"), "\n") {
+		var job struct{ Args []float64 }
+		if err := json.Unmarshal([]byte(raw), &job); err != nil || len(job.Args) != 2 {
+			t.Fatalf("job %s: %v", raw, err)
+		}
+		p, i := job.Args[0], job.Args[1]
+		if prev, ok := last[p]; ok && i <= prev {
+			t.Fatalf("producer %v's job %v queued after its job %v", p, i, prev)
+		}
+		last[p] = i
+	}
+}
+
+// Concurrent enqueues onto a queue whose key is not a list: every caller
+// gets an error (the RPUSH that carried its job failed), none is reported
+// stored, and the key is untouched.
+func TestGroupedEnqueueRPushErrorFailsEveryCaller(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.Do(t, "SET", b.key("queue:q"), "not a list")
+	const producers, each = 16, 20
+	var wg sync.WaitGroup
+	var stored atomic.Int64
+	for range producers {
+		wg.Go(func() {
+			for range each {
+				if _, err := b.client.Enqueue(context.Background(), "q", "Work", 1); err == nil {
+					stored.Add(1)
+				} else if !strings.Contains(err.Error(), "WRONGTYPE") {
+					t.Errorf("error %v, want Redis's WRONGTYPE", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := stored.Load(); n != 0 {
+		t.Fatalf("%d enqueues onto a string key reported stored", n)
+	}
+	if v := b.srv.Do(t, "GET", b.key("queue:q")); v != "not a list" {
+		t.Fatalf("queue key changed to %q", v)
+	}
 }
 
 // An Enqueue whose ctx ends while its job waits for a pipeline returns the

@@ -54,7 +54,7 @@ func TestResqQuick(t *testing.T) {
 	if back, err := readJSON(saved); err != nil || len(back) != len(results) {
 		t.Fatalf("readJSON: %d results, %v; want %d", len(back), err, len(results))
 	}
-	want := map[string]int{"resq/enqueue": 2000, "resq/process": 2000, "resq-exec/process": 100, "resq/latency": 50}
+	want := map[string]int{limitSystem + "/enqueue": 0, "resq/enqueue": 2000, "resq/process": 2000, "resq-exec/process": 100, "resq/latency": 50}
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
 		var line map[string]any
@@ -72,6 +72,13 @@ func TestResqQuick(t *testing.T) {
 			}
 		}
 		key := line["system"].(string) + "/" + line["test"].(string)
+		if key == limitSystem+"/enqueue" { // the round-trip limit (limit.go)
+			delete(want, key)
+			if line["note"] == nil && line["jobs_per_s"].(float64) <= 0 {
+				t.Errorf("limit line has neither a rate nor a note: %s", sc.Text())
+			}
+			continue
+		}
 		n, ok := want[key]
 		if !ok {
 			t.Errorf("unexpected line %s", sc.Text())
@@ -99,7 +106,8 @@ func TestResqQuick(t *testing.T) {
 	}
 	var table bytes.Buffer
 	printTable(&table, results)
-	if !strings.Contains(table.String(), "resq-exec") || !strings.Contains(table.String(), "process, concurrency 10") {
+	if !strings.Contains(table.String(), "resq-exec") || !strings.Contains(table.String(), "process, concurrency 10") ||
+		!strings.Contains(table.String(), "limit: ") || !strings.Contains(table.String(), "issue 15: enqueue, 1 producer") {
 		t.Errorf("table misses rows:\n%s", table.String())
 	}
 }

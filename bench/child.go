@@ -82,6 +82,9 @@ type measurement struct {
 	RedisCPUUsPerJob float64 `json:"redis_cpu_us_per_job"`
 
 	IdleMs int `json:"idle_ms,omitempty"` // latency: how long the worker idled first
+	// Note says why a line has no figures (the redis-benchmark limit
+	// when redis-benchmark is not installed).
+	Note string `json:"note,omitempty"`
 
 	Rep          int       `json:"rep,omitempty"` // 1-based, for a single run
 	Reps         int       `json:"reps"`

@@ -10,7 +10,10 @@
 // Tests:
 //
 //	enqueue   jobs enqueued by 1 and 8 producer goroutines with each system's
-//	          normal enqueue call (p50/p99 are of one call)
+//	          normal enqueue call (p50/p99 are of one call); under each
+//	          table the round-trip limit: `redis-benchmark -c P -n JOBS -t
+//	          rpush -q` (P = producers) against the same redis-server in the
+//	          same repetition, and resq's ratio to it (limit.go)
 //	process   jobs pre-enqueued with the system's own client, then a worker at
 //	          concurrency 10 and 50 runs them with a no-op handler; timed from
 //	          the worker's start until the system's own counters in Redis show
@@ -313,8 +316,25 @@ func run(cfg config, addr string) ([]measurement, error) {
 	defer admin.close()
 
 	runs := make([][]measurement, len(cases))
+	// The enqueue test's round-trip limit: redis-benchmark with as many
+	// connections as producers, in every repetition (limit.go).
+	var limitClients []int
+	if slices.Contains(cfg.tests, "enqueue") {
+		limitClients = cfg.producers
+	}
+	limitRuns := make([][]measurement, len(limitClients))
 	total, k := cfg.reps*len(cases), 0
 	for rep := 1; rep <= cfg.reps; rep++ {
+		for i, c := range limitClients {
+			m, err := measureLimit(admin, addr, c, cfg.jobs, rep)
+			if err != nil {
+				return nil, fmt.Errorf("round-trip limit (rep %d): %w", rep, err)
+			}
+			limitRuns[i] = append(limitRuns[i], m)
+			if cfg.progress != nil {
+				fmt.Fprintf(cfg.progress, "[limit] %s rep %d: %.0f req/s%s\n", limitCommand(c), rep, m.JobsPerS, m.Note)
+			}
+		}
 		for i, c := range cases {
 			k++
 			m, err := runCase(cfg, exe, tmp, addr, admin, c, rep)
@@ -341,6 +361,9 @@ func run(cfg config, addr string) ([]measurement, error) {
 	out := make([]measurement, len(cases))
 	for i := range cases {
 		out[i] = medianOf(runs[i])
+	}
+	for _, r := range limitRuns {
+		out = append(out, medianOf(r))
 	}
 	return out, nil
 }
@@ -528,7 +551,12 @@ func printTable(w io.Writer, results []measurement) {
 	}
 	var keys []key
 	groups := map[key][]measurement{}
+	limits := map[int]measurement{} // enqueue: producers → redis-benchmark line
 	for _, m := range results {
+		if m.System == limitSystem {
+			limits[m.Producers] = m
+			continue
+		}
 		k := key{m.Test, m.Measure, param(m)}
 		if _, ok := groups[k]; !ok {
 			keys = append(keys, k)
@@ -565,10 +593,13 @@ func printTable(w io.Writer, results []measurement) {
 		if line := ratioLine(g); line != "" {
 			fmt.Fprintln(w, "  "+line)
 		}
+		if l, ok := limits[k.param]; ok && k.test == "enqueue" {
+			fmt.Fprintln(w, "  "+limitLine(l, g))
+		}
 		fmt.Fprintln(w)
 	}
 	if goals := goalLines(results); len(goals) > 0 {
-		fmt.Fprintln(w, "goals (issue 6):")
+		fmt.Fprintln(w, "goals (issue 6, and issue 15 where marked):")
 		for _, l := range goals {
 			fmt.Fprintln(w, "  "+l)
 		}
@@ -712,6 +743,7 @@ func goalLines(results []measurement) []string {
 			lines = append(lines, fmt.Sprintf("idle pickup p99 ≤ 5 ms: %.2f ms — %s", *r.P99Ms, verdict(*r.P99Ms <= 5)))
 		}
 	}
+	lines = append(lines, enqueueGoalLines(results, verdict)...)
 	lines = append(lines, schedulerGoalLines(results, verdict)...)
 	return lines
 }

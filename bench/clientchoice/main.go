@@ -16,6 +16,8 @@
 // Mode "batch":  one loop: one EVALSHA pops up to K=C jobs for the K slots
 // (KEYS = queue + K worker keys) and returns them as an array; the acks of
 // the whole batch go out as one pipeline; until the array is empty.
+// Mode "enqueue": C producers push with checked single pushes (enqueue.go;
+// `go run ./clientchoice -modes enqueue -concurrency 1,8`).
 package main
 
 import (
@@ -526,7 +528,7 @@ func main() {
 	jobs := flag.Int("jobs", 100000, "jobs per run")
 	reps := flag.Int("reps", 3, "repetitions per configuration")
 	concFlag := flag.String("concurrency", "10,50", "comma-separated slot counts")
-	modesFlag := flag.String("modes", "single,batch", "comma-separated modes (single, batch)")
+	modesFlag := flag.String("modes", "single,batch", "comma-separated modes (single, batch, enqueue: see enqueue.go)")
 	quick := flag.Bool("quick", false, "20000 jobs, 1 repetition")
 	flag.Parse()
 	if *quick {
@@ -560,6 +562,8 @@ func main() {
 	must(err)
 	shaBatch, err := admin.do("SCRIPT", "LOAD", fetchBatchLua)
 	must(err)
+	shaPush, err := admin.do("SCRIPT", "LOAD", pushLua)
+	must(err)
 
 	fmt.Printf("redis-server %s on %s; %s %s/%s GOMAXPROCS=%d; jobs=%d reps=%d rueidis-no-autopipe=%v\n\n",
 		rv, addr, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), *jobs, *reps, *rueidisNoAutoPipe)
@@ -570,9 +574,12 @@ func main() {
 	}
 	all := map[key][]result{}
 	var order []key
-	clients := []string{"go-redis", "rueidis"}
 	for _, mode := range modes {
 		mode = strings.TrimSpace(mode)
+		clients := []string{"go-redis", "rueidis"}
+		if mode == "enqueue" {
+			clients = enqueueClients
+		}
 		for _, c := range concs {
 			for rep := 0; rep < *reps; rep++ {
 				cl := slices.Clone(clients)
@@ -580,7 +587,12 @@ func main() {
 					slices.Reverse(cl)
 				}
 				for _, client := range cl {
-					res := runOnce(addr, admin, shaOne, shaBatch, client, mode, c, *jobs, rep+1)
+					var res result
+					if mode == "enqueue" {
+						res = runEnqueue(addr, admin, shaPush, client, c, *jobs, rep+1)
+					} else {
+						res = runOnce(addr, admin, shaOne, shaBatch, client, mode, c, *jobs, rep+1)
+					}
 					fmt.Printf("  %-6s C=%-3d rep %d %-8s %9.0f jobs/s  client %6.2f µs/job  redis %6.2f µs/job  %6.1f allocs/job\n",
 						mode, c, rep+1, client, res.jobsPerSec, res.cliCPUus, res.redisCPUus, res.allocs)
 					k := key{mode, client, c}
@@ -594,7 +606,7 @@ func main() {
 	}
 	slices.SortStableFunc(order, func(a, b key) int {
 		if a.mode != b.mode {
-			return strings.Compare(b.mode, a.mode) // single before batch
+			return strings.Compare(b.mode, a.mode) // single before batch before enqueue
 		}
 		if a.conc != b.conc {
 			return a.conc - b.conc

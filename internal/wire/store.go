@@ -91,31 +91,59 @@ type QueuedPayload struct {
 	Payload []byte
 }
 
+// maxPushValues bounds the values of one RPUSH in PushMany.
+const maxPushValues = 1000
+
 // PushMany enqueues many payloads in one pipeline: one SADD per distinct
-// queue, then an RPUSH per job, in order. It returns one error per item (nil
-// when that job's RPUSH succeeded).
+// queue, then one RPUSH per queue carrying that queue's payloads in their
+// order (one RPUSH per maxPushValues of them). It returns one error per
+// item: nil when the RPUSH that carried it succeeded. An RPUSH is one
+// command, so its jobs are all stored or none is.
 func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
 	errs := make([]error, len(items))
-	cmds := make([]*redis.IntCmd, len(items))
-	queues := map[string]bool{}
+	type run struct {
+		queue string
+		at    []int // indexes into items
+	}
+	var runs []run
+	byQueue := map[string]int{} // queue → index of its last run
+	for i, it := range items {
+		r, ok := byQueue[it.Queue]
+		if !ok || len(runs[r].at) == maxPushValues {
+			r = len(runs)
+			runs = append(runs, run{queue: it.Queue})
+			byQueue[it.Queue] = r
+		}
+		runs[r].at = append(runs[r].at, i)
+	}
+	cmds := make([]*redis.IntCmd, len(runs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, it := range items {
-			if !queues[it.Queue] {
-				queues[it.Queue] = true
-				p.SAdd(ctx, s.Keys.Queues(), it.Queue)
+		added := map[string]bool{}
+		for _, r := range runs {
+			if !added[r.queue] {
+				added[r.queue] = true
+				p.SAdd(ctx, s.Keys.Queues(), r.queue)
 			}
 		}
-		for i, it := range items {
-			cmds[i] = p.RPush(ctx, s.Keys.Queue(it.Queue), it.Payload)
+		for k, r := range runs {
+			vals := make([]any, len(r.at))
+			for j, i := range r.at {
+				vals[j] = items[i].Payload
+			}
+			cmds[k] = p.RPush(ctx, s.Keys.Queue(r.queue), vals...)
 		}
 		return nil
 	})
-	for i, c := range cmds {
+	for k, c := range cmds {
+		var e error
 		switch {
 		case c.Err() != nil:
-			errs[i] = c.Err()
+			e = c.Err()
 		case err != nil && c.Val() == 0:
-			errs[i] = err
+			e = err
+		}
+		for _, i := range runs[k].at {
+			errs[i] = e
 		}
 	}
 	return errs
