@@ -321,7 +321,9 @@ func (c *Client) pushOne(ctx context.Context, job *Job) error {
 	} else if err := c.group.push(ctx, job.Queue, job.payload); err != nil {
 		return err
 	}
-	c.logger.Debug("job enqueued", "job_id", job.ID, "class", job.Class, "queue", job.Queue, "bytes", len(job.payload))
+	if c.logger.Enabled(ctx, slog.LevelDebug) { // the attributes would be built on every call
+		c.logger.Debug("job enqueued", "job_id", job.ID, "class", job.Class, "queue", job.Queue, "bytes", len(job.payload))
+	}
 	return nil
 }
 

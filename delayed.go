@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/resq-go/resq/internal/wire"
@@ -73,7 +74,9 @@ func (c *Client) pushDelayed(ctx context.Context, job *Job) error {
 	if err := c.store.PushDelayed(ctx, []wire.DelayedPush{{TS: job.at.Unix(), Item: job.payload}})[0]; err != nil {
 		return err
 	}
-	c.logger.Debug("job delayed", "job_id", job.ID, "class", job.Class, "queue", job.Queue, "due", job.at.Unix(), "bytes", len(job.payload))
+	if c.logger.Enabled(ctx, slog.LevelDebug) { // the attributes would be built on every call
+		c.logger.Debug("job delayed", "job_id", job.ID, "class", job.Class, "queue", job.Queue, "due", job.at.Unix(), "bytes", len(job.payload))
+	}
 	return nil
 }
 
