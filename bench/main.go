@@ -743,7 +743,37 @@ func goalLines(results []measurement) []string {
 			lines = append(lines, fmt.Sprintf("idle pickup p99 ≤ 5 ms: %.2f ms — %s", *r.P99Ms, verdict(*r.P99Ms <= 5)))
 		}
 	}
+	lines = append(lines, processGoalLines15(group, verdict)...)
 	lines = append(lines, enqueueGoalLines(results, verdict)...)
 	lines = append(lines, schedulerGoalLines(results, verdict)...)
+	return lines
+}
+
+// processGoalLines15 are issue 15's goals for the process test: resq ≥ 3×
+// the best peer at both concurrencies, the warm child ≥ 20k jobs/s at 50,
+// the plain-command mode ≥ 2× the best peer, --exec ≥ 2,000 jobs/s.
+func processGoalLines15(group func(test string, param int) []measurement, verdict func(bool) string) []string {
+	var lines []string
+	for _, c := range []int{10, 50} {
+		g := group("process", c)
+		if len(g) == 0 {
+			continue
+		}
+		b, okB := bestPeer(g, false)
+		if r, ok := find(g, "resq"); ok && okB {
+			x := r.JobsPerS / b.JobsPerS
+			lines = append(lines, fmt.Sprintf("issue 15: processing at concurrency %d ≥ 3× best peer: %.2f× %s — %s", c, x, b.System, verdict(x >= 3)))
+		}
+		if r, ok := find(g, "resq-plain"); ok && okB {
+			x := r.JobsPerS / b.JobsPerS
+			lines = append(lines, fmt.Sprintf("issue 15: plain commands (no Lua) at concurrency %d ≥ 2× best peer: %.2f× %s — %s", c, x, b.System, verdict(x >= 2)))
+		}
+		if r, ok := find(g, "resq-warm"); ok && c == 50 {
+			lines = append(lines, fmt.Sprintf("issue 15: warm child ≥ 20k jobs/s at concurrency 50: %.0f jobs/s — %s", r.JobsPerS, verdict(r.JobsPerS >= 20_000)))
+		}
+		if r, ok := find(g, "resq-exec"); ok {
+			lines = append(lines, fmt.Sprintf("issue 15: --exec ≥ 2,000 jobs/s at concurrency %d: %.0f jobs/s — %s", c, r.JobsPerS, verdict(r.JobsPerS >= 2_000)))
+		}
+	}
 	return lines
 }
