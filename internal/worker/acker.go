@@ -1,8 +1,8 @@
 package worker
 
 import (
-	"runtime"
 	"context"
+	"runtime"
 	"strconv"
 	"time"
 
