@@ -1,6 +1,7 @@
 package resq
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -201,6 +202,9 @@ func newUniversalClient(cfg ConnConfig) (redis.UniversalClient, string, error) {
 	opt.WriteTimeout = rw
 	opt.ContextTimeoutEnabled = true
 	opt.DisableIdentity = true // no CLIENT SETINFO: see wire's ACL base commands
+	if opt.TLSConfig == nil && opt.Dialer == nil {
+		opt.Dialer = plainDialer(dial)
+	}
 	return redis.NewClient(opt), desc, nil
 }
 
@@ -432,3 +436,27 @@ func redactConnURL(s string) string {
 	}
 	return scheme + "://" + auth + tail
 }
+
+// plainDialer dials a plain TCP or unix connection as go-redis's default
+// dialer does, but returns it as a bare net.Conn. go-redis checks every
+// pooled connection it hands out with a non-blocking MSG_PEEK read (one
+// more system call per round trip) when the connection exposes its file
+// descriptor, as TLS connections do not; hiding it gives plain connections
+// the TLS behaviour. A connection the server closed is then found by the
+// command that uses it (EOF before any reply: the server ran nothing) and
+// go-redis retries that command on a new connection (MaxRetries).
+// Measured: 3–4 µs less CPU per Enqueue, 2–3 µs per job at concurrency
+// 10 (decisions §27).
+func plainDialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return bareConn{c}, nil
+	}
+}
+
+// bareConn is a net.Conn with nothing else (no SyscallConn).
+type bareConn struct{ net.Conn }
