@@ -23,6 +23,8 @@ type Store struct {
 	histExpiry atomic.Int64
 	// plain is set when Redis refuses Lua scripts (plain.go).
 	plain atomic.Bool
+	// hold is what the plain acks hold ahead in pickup lists (plain.go).
+	hold pickupHold
 }
 
 // NewStore wraps a go-redis client.
@@ -471,6 +473,9 @@ func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time
 // paused namespace returns no jobs. fetched reports that the fetch ran (so
 // slots without a job found the queues empty).
 func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest, mark AckMark) (got []Fetched, fetched bool, err error) {
+	if s.plain.Load() {
+		return s.ackAndFetchPlain(ctx, acks, now, next, mark)
+	}
 	if len(acks) == 0 {
 		return nil, false, nil
 	}
@@ -849,6 +854,7 @@ func (s *Store) BlockingPickup(ctx context.Context, owner, queue string, timeout
 // ReturnPickups moves every job in owner's pickup lists back to the head of
 // its queue, in order. It returns the number of jobs moved.
 func (s *Store) ReturnPickups(ctx context.Context, owner string) (int, error) {
+	s.hold.drop(owner)
 	prefix := s.Keys.Pickup(owner, "")
 	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
 	if err != nil {
