@@ -222,3 +222,49 @@ return n`, "0", b.key("resq:pickup:*"))
 		}
 	}
 }
+
+// A worker stopping without Lua gives back the jobs its acks held ahead at
+// once, not after its running jobs end: another worker can run them
+// meanwhile.
+func TestStopReturnsHeldJobsBeforeRunningJobsEndWithoutLua(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	ctx := context.Background()
+	const jobs = 200
+	for i := range jobs {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 2})
+	started, release := make(chan struct{}), make(chan struct{})
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
+		if a[0] == 50 {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Shutdown(ctx) }()
+	held := func() string {
+		return b.srv.Do(t, "EVAL", `local n = 0
+for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('LLEN', k) end
+return n`, "0", b.key("resq:pickup:*"))
+	}
+	testkit.Eventually(t, "the held jobs given back while job 50 runs", func() bool {
+		st, err := b.admin.Stats(ctx)
+		return err == nil && held() == "0" && st.Working == 1 && int(st.Pending+st.Processed) == jobs-1
+	})
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if st, _ := b.admin.Stats(ctx); int(st.Pending+st.Processed) != jobs || st.Working != 0 {
+		t.Fatalf("after the stop: %+v", st)
+	}
+}

@@ -284,6 +284,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.fetchLoop(ctx, slots, idle)
 	pickCancel()
 	pickWG.Wait()
+	if e.store.PlainCommands() {
+		// The plain acks hold jobs ahead in the pickup lists (no ack fetches
+		// once a stop is requested): give them back now, not after the
+		// running jobs end.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cleanupTimeout())
+		if _, err := e.store.ReturnPickups(rctx, e.cfg.Owner); err != nil {
+			e.logger.Warn("returning jobs held ahead failed; retried once the running jobs end", "error", err)
+		}
+		cancel()
+	}
 	for _, s := range slots {
 		close(s.jobs)
 	}
