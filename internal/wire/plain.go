@@ -20,15 +20,18 @@ import (
 // The Store then runs the core path — fetch, requeue, dead-worker recovery,
 // capped push, secret-field registration — with plain commands, WATCH and
 // MULTI/EXEC instead of scripts. It costs round trips (a fetch takes three
-// or more instead of one, and acks fetch nothing), and a payload over the
-// size limit is transferred before it is refused; the guarantees hold: a
-// job is in a Redis list or in a slot's record at every moment.
+// or more instead of one; an ack's MULTI claims jobs its predecessors held
+// ahead, see ackAndFetchPlain), and a payload over the size limit is
+// transferred before it is refused; the guarantees hold: a job is in a
+// Redis list or in a slot's record at every moment.
 //
 // The fetch moves jobs from the queues into the process's pickup lists
 // (LMOVE, atomic, the lists a dead process's successor returns to their
 // queues), then, in one MULTI, removes each claimed job from its pickup list
-// and writes the slot's record. Only the process's own fetcher claims from
-// its pickup lists, so a claim cannot race another.
+// and writes the slot's record. Only the process itself claims from its
+// pickup lists (its fetcher and its acks, which may race each other), and
+// the LREM decides every claim: one that finds its job gone deletes the
+// record again and runs nothing.
 
 // ScriptsRefused reports whether err is Redis refusing Lua scripting: an ACL
 // without @scripting (NOPERM) or the scripting commands renamed away

@@ -216,7 +216,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return nil // stopped before Redis answered: nothing was taken
 	}
 	if e.store.PlainCommands() {
-		e.logger.Warn("Redis refuses Lua scripts: the worker runs on plain commands (a fetch takes three or more round trips, an oversize payload is transferred before it is refused)")
+		e.logger.Warn("Redis refuses Lua scripts: the worker runs on plain commands (a fetch takes three or more round trips, acks hold a batch or two of jobs ahead in this process's pickup lists, an oversize payload is transferred before it is refused)")
 	}
 	if err := e.retry(ctx, "register worker", func(rctx context.Context) error {
 		if e.cfg.StartFunc != nil {
