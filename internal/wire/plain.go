@@ -160,18 +160,19 @@ func (s *Store) fetchPlain(ctx context.Context, r FetchRequest, now time.Time) (
 			if len(claims) == len(free) {
 				break
 			}
-			claims = append(claims, claim{slot: free[len(claims)], queue: r.Queues[i], job: job})
+			claims = append(claims, claim{slot: free[len(claims)], qi: i, queue: r.Queues[i], job: job})
 		}
 	}
 	if len(claims) == 0 {
 		return out, nil
 	}
 	runAt := RunAt(now)
+	qks := s.queueKeys(r.PickupOwner, r.Queues, runAt)
 	fetched := make([]Fetched, len(claims))
 	rems := make([]*redis.IntCmd, len(claims))
 	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range claims {
-			fetched[i], rems[i] = s.claimCommands(ctx, p, r.PickupOwner, s.Keys.Worker(r.WorkerIDs[c.slot]), c, r.MaxBytes, runAt)
+			fetched[i], rems[i] = s.claimCommands(ctx, p, qks[c.qi], s.Keys.Worker(r.WorkerIDs[c.slot]), c, r.MaxBytes, runAt)
 		}
 		return nil
 	})
@@ -209,16 +210,29 @@ func (s *Store) fetchPlain(ctx context.Context, r FetchRequest, now time.Time) (
 // claim is one job of a pickup list going to one slot.
 type claim struct {
 	slot  int
+	qi    int // index of queue in the request's Queues
 	queue string
 	job   string
 }
 
+// queueKeys are one queue's keys in a plain fetch or ack: the queue, the
+// owner's pickup list for it, and its records' prefix.
+type queueKeys struct{ queue, pickup, prefix string }
+
+func (s *Store) queueKeys(owner string, queues []string, runAt string) []queueKeys {
+	out := make([]queueKeys, len(queues))
+	for i, q := range queues {
+		out[i] = queueKeys{queue: s.Keys.Queue(q), pickup: s.Keys.Pickup(owner, q), prefix: RecordPrefix(q, runAt)}
+	}
+	return out
+}
+
 // claimCommands queues (inside a MULTI) the claim of c.job for the slot
-// whose record is key: LREM it from owner's pickup list for its queue and
-// SET the record. The LREM's reply decides: 0 means the job was not there
+// whose record is key: LREM it from the pickup list of its queue and SET
+// the record. The LREM's reply decides: 0 means the job was not there
 // (another claim or a recoverer took it) and the record must be deleted
 // again, unrun. It returns the job as the slot will see it.
-func (s *Store) claimCommands(ctx context.Context, p redis.Pipeliner, owner, key string, c claim, maxBytes int, runAt string) (Fetched, *redis.IntCmd) {
+func (s *Store) claimCommands(ctx context.Context, p redis.Pipeliner, qk queueKeys, key string, c claim, maxBytes int, runAt string) (Fetched, *redis.IntCmd) {
 	f := Fetched{Slot: c.slot, Queue: c.queue, RunAt: runAt, Raw: []byte(c.job)}
 	var body []byte
 	switch {
@@ -231,9 +245,10 @@ func (s *Store) claimCommands(ctx context.Context, p redis.Pipeliner, owner, key
 	default:
 		body = appendString(nil, c.job)
 	}
-	rem := p.LRem(ctx, s.Keys.Pickup(owner, c.queue), 1, c.job)
-	rec := append([]byte(RecordPrefix(c.queue, runAt)), body...)
-	p.Set(ctx, key, append(rec, '}'), 0)
+	rem := p.LRem(ctx, qk.pickup, 1, c.job)
+	rec := make([]byte, 0, len(qk.prefix)+len(body)+1)
+	rec = append(append(append(rec, qk.prefix...), body...), '}')
+	p.Set(ctx, key, rec, 0)
 	return f, rem
 }
 
@@ -442,6 +457,7 @@ type heldPickups struct {
 
 // refillMove is part of an ack's refill: n LMOVEs from queue.
 type refillMove struct {
+	qi    int // index in the request's Queues
 	queue string
 	n     int
 }
@@ -462,9 +478,9 @@ func (h *pickupHold) get(owner string) *heldPickups {
 // oldest first; claim.slot numbers them from 0.
 func (p *heldPickups) takeLocked(queues []string, n int) []claim {
 	var out []claim
-	for _, q := range queues {
+	for i, q := range queues {
 		for len(out) < n && len(p.jobs[q]) > 0 {
-			out = append(out, claim{slot: len(out), queue: q, job: p.jobs[q][0]})
+			out = append(out, claim{slot: len(out), qi: i, queue: q, job: p.jobs[q][0]})
 			p.jobs[q] = p.jobs[q][1:]
 		}
 	}
@@ -499,11 +515,11 @@ func (h *pickupHold) begin(owner string, queues []string, n int) (claims []claim
 	}
 	for i, q := range queues {
 		if p.dry[q] && i < len(queues)-1 {
-			plan = append(plan, refillMove{queue: q, n: 1})
+			plan = append(plan, refillMove{qi: i, queue: q, n: 1})
 			moves++
 			continue
 		}
-		plan = append(plan, refillMove{queue: q, n: want})
+		plan = append(plan, refillMove{qi: i, queue: q, n: want})
 		moves += want
 		break
 	}
@@ -647,6 +663,7 @@ func (s *Store) ackAndFetchPlain(ctx context.Context, acks []Ack, now time.Time,
 	}
 	owner, n := next.PickupOwner, len(acks)
 	runAt := RunAt(now)
+	qks := s.queueKeys(owner, next.Queues, runAt)
 	claims, plan, moves := s.hold.begin(owner, next.Queues, n)
 	ended := false
 	defer func() {
@@ -664,7 +681,7 @@ func (s *Store) ackAndFetchPlain(ctx context.Context, acks []Ack, now time.Time,
 		s.ackCommands(ctx, p, acks, now, true) // the records: claimed below, or deleted
 		for i, c := range claims {
 			set[c.slot] = true
-			got[i], rems[i] = s.claimCommands(ctx, p, owner, s.Keys.Worker(next.WorkerIDs[c.slot]), c, next.MaxBytes, runAt)
+			got[i], rems[i] = s.claimCommands(ctx, p, qks[c.qi], s.Keys.Worker(next.WorkerIDs[c.slot]), c, next.MaxBytes, runAt)
 		}
 		for i, a := range acks {
 			if !set[i] {
@@ -676,7 +693,7 @@ func (s *Store) ackAndFetchPlain(ctx context.Context, acks []Ack, now time.Time,
 		}
 		for _, m := range plan {
 			for range m.n {
-				lmoves = append(lmoves, p.LMove(ctx, s.Keys.Queue(m.queue), s.Keys.Pickup(owner, m.queue), "LEFT", "RIGHT"))
+				lmoves = append(lmoves, p.LMove(ctx, qks[m.qi].queue, qks[m.qi].pickup, "LEFT", "RIGHT"))
 			}
 		}
 		return nil
@@ -733,7 +750,7 @@ func (s *Store) ackAndFetchPlain(ctx context.Context, acks []Ack, now time.Time,
 				for i := range more {
 					more[i].slot = short[i]
 					set[short[i]] = true
-					got2[i], rems2[i] = s.claimCommands(ctx, p, owner, s.Keys.Worker(next.WorkerIDs[short[i]]), more[i], next.MaxBytes, runAt)
+					got2[i], rems2[i] = s.claimCommands(ctx, p, qks[more[i].qi], s.Keys.Worker(next.WorkerIDs[short[i]]), more[i], next.MaxBytes, runAt)
 				}
 				return nil
 			})
@@ -769,7 +786,7 @@ func (s *Store) ackAndFetchPlain(ctx context.Context, acks []Ack, now time.Time,
 			}
 			for i := len(back) - 1; i >= 0; i-- {
 				// The newest first, each to its queue's head: order kept.
-				p.LMove(ctx, s.Keys.Pickup(owner, back[i].queue), s.Keys.Queue(back[i].queue), "RIGHT", "LEFT")
+				p.LMove(ctx, qks[back[i].qi].pickup, qks[back[i].qi].queue, "RIGHT", "LEFT")
 			}
 			return nil
 		})
