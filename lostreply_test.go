@@ -24,6 +24,9 @@ type dropReplyProxy struct {
 	ln      net.Listener
 	target  string
 	dropped atomic.Bool
+	// isAck tells the write to drop (lower-cased): by default a MULTI
+	// holding EVALSHA.
+	isAck func(lc []byte) bool
 }
 
 // connThroughDropReplyProxy is a Conn on b's namespace whose connection to
@@ -46,7 +49,9 @@ func startDropReplyProxy(t *testing.T, target string) *dropReplyProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &dropReplyProxy{ln: ln, target: target}
+	p := &dropReplyProxy{ln: ln, target: target, isAck: func(lc []byte) bool {
+		return bytes.Contains(lc, []byte("exec")) && bytes.Contains(lc, []byte("evalsha"))
+	}}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -87,7 +92,7 @@ func (p *dropReplyProxy) serve(client net.Conn) {
 		n, err := client.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
-			if lc := bytes.ToLower(chunk); bytes.Contains(lc, []byte("exec")) && bytes.Contains(lc, []byte("evalsha")) && p.dropped.CompareAndSwap(false, true) {
+			if p.isAck(bytes.ToLower(chunk)) && p.dropped.CompareAndSwap(false, true) {
 				mute.Store(true)
 				server.Write(chunk)
 				time.Sleep(100 * time.Millisecond) // Redis runs it; the reply goes nowhere
@@ -114,6 +119,37 @@ func TestLostAckReplyLosesNothing(t *testing.T) {
 	t.Parallel()
 	b := setupPrivate(t)
 	proxy, conn := connThroughDropReplyProxy(t, b)
+	assertLostAckReplyLosesNothing(t, b, proxy, conn)
+}
+
+// The same without Lua: the lost reply is of an ack's MULTI that claimed
+// held-ahead jobs into the slots' records (LREM, SET) and moved the next
+// ones into the pickup list (LMOVE).
+func TestLostAckReplyLosesNothingWithoutLua(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	proxy := startDropReplyProxy(t, b.srv.Addr())
+	proxy.isAck = func(lc []byte) bool {
+		return bytes.Contains(lc, []byte("exec")) && bytes.Contains(lc, []byte("incrby")) &&
+			bytes.Contains(lc, []byte("lrem")) && bytes.Contains(lc, []byte("lmove"))
+	}
+	url := strings.Replace(b.srv.URL(), "redis://", "redis://worker:pw@", 1)
+	url = strings.Replace(url, b.srv.Addr(), proxy.ln.Addr().String(), 1)
+	conn, err := resq.Open(resq.ConnConfig{URL: url, Namespace: b.ns, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	assertLostAckReplyLosesNothing(t, b, proxy, conn)
+	if keys := b.srv.Do(t, "KEYS", b.key("resq:pickup:*")); keys != "" {
+		if n := b.srv.Do(t, "LLEN", keys); n != "0" {
+			t.Errorf("pickup list %s holds %s jobs after every job ran", keys, n)
+		}
+	}
+}
+
+func assertLostAckReplyLosesNothing(t *testing.T, b *bundle, proxy *dropReplyProxy, conn *resq.Conn) {
+	t.Helper()
 	ctx := context.Background()
 	const jobs = 60
 	for i := range jobs {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,5 +155,116 @@ func TestClassConcurrencyWithoutLua(t *testing.T) {
 	}
 	if st, _ := b.admin.Stats(ctx); st.Processed != 6 || st.StatFailed != 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// Without Lua the acks hold jobs ahead in the process's pickup list; a
+// pause (pause-all-workers) gives them back — the worker then holds nothing
+// but its running jobs — and so does a graceful stop. No job runs twice or
+// is lost on the way.
+func TestPauseAndStopReturnHeldJobsWithoutLua(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	ctx := context.Background()
+	const jobs = 400
+	for i := range jobs {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 4, PollInterval: 20 * time.Millisecond})
+	var mu sync.Mutex
+	runs := map[int]int{}
+	ran := func() int { mu.Lock(); defer mu.Unlock(); return len(runs) }
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
+		mu.Lock()
+		runs[a[0]]++
+		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	// settled: nothing running, nothing in the pickup lists, every job not
+	// run still in the queue.
+	settled := func() bool {
+		st, err := b.admin.Stats(ctx)
+		held := b.srv.Do(t, "EVAL", `local n = 0
+for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('LLEN', k) end
+return n`, "0", b.key("resq:pickup:*"))
+		return err == nil && st.Working == 0 && held == "0" && int(st.Pending)+ran() == jobs && int(st.Processed) == ran()
+	}
+	testkit.Eventually(t, "100 jobs run", func() bool { return ran() >= 100 })
+	b.srv.Do(t, "SET", b.key("pause-all-workers"), "true")
+	testkit.Eventually(t, "paused: the held jobs back in the queue", settled)
+	if st, _ := b.admin.Stats(ctx); st.Pending < 100 {
+		t.Fatalf("%d jobs left in the queue: the pause did not stop the worker", st.Pending)
+	}
+
+	b.srv.Do(t, "DEL", b.key("pause-all-workers"))
+	at := ran()
+	testkit.Eventually(t, "more jobs after the pause", func() bool { return ran() >= at+100 })
+	if err := w.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !settled() {
+		st, _ := b.admin.Stats(ctx)
+		t.Fatalf("after shutdown: stats %+v, %d jobs run, pickup lists %s", st, ran(), b.srv.Do(t, "KEYS", b.key("resq:pickup:*")))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for j, n := range runs {
+		if n != 1 {
+			t.Fatalf("job %d ran %d times", j, n)
+		}
+	}
+}
+
+// A worker stopping without Lua gives back the jobs its acks held ahead at
+// once, not after its running jobs end: another worker can run them
+// meanwhile.
+func TestStopReturnsHeldJobsBeforeRunningJobsEndWithoutLua(t *testing.T) {
+	t.Parallel()
+	b := noScriptsBundle(t)
+	ctx := context.Background()
+	const jobs = 200
+	for i := range jobs {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 2})
+	started, release := make(chan struct{}), make(chan struct{})
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
+		if a[0] == 50 {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Shutdown(ctx) }()
+	held := func() string {
+		return b.srv.Do(t, "EVAL", `local n = 0
+for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('LLEN', k) end
+return n`, "0", b.key("resq:pickup:*"))
+	}
+	testkit.Eventually(t, "the held jobs given back while job 50 runs", func() bool {
+		st, err := b.admin.Stats(ctx)
+		return err == nil && held() == "0" && st.Working == 1 && int(st.Pending+st.Processed) == jobs-1
+	})
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if st, _ := b.admin.Stats(ctx); int(st.Pending+st.Processed) != jobs || st.Working != 0 {
+		t.Fatalf("after the stop: %+v", st)
 	}
 }

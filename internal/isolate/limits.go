@@ -184,6 +184,10 @@ func limitFromOutput(l Limits, seen uint32) *LimitError {
 		return procsReason(l)
 	case l.Files > 0 && seen&seenFiles != 0:
 		return filesReason(l)
+	case l.Memory > 0 && seen&seenProcs != 0:
+		// No process limit is set: a thread that could not be created
+		// (its stack refused by the address-space limit) ran out of memory.
+		return memoryReason(l)
 	}
 	return nil
 }

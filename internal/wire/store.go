@@ -26,14 +26,16 @@ type Store struct {
 	plain atomic.Bool
 	// slots caches each worker id's per-slot key names (slotKeys): every
 	// fetch and ack names them, for the same few ids, all day.
-	slots     sync.Map
-	slotCount atomic.Int64
-	fixed     fixedKeys
-	queueKeys nameCache // queue name → queue:<q>
-	pickups   pickupCache
-	marks     nameCache // owner → its ack mark key
-	second    secondCache
-	history   minuteKey
+	slots      sync.Map
+	slotCount  atomic.Int64
+	fixed      fixedKeys
+	queueNames nameCache // queue name → queue:<q>
+	pickups    pickupCache
+	marks      nameCache // owner → its ack mark key
+	second     secondCache
+	history    minuteKey
+	// hold is what the plain acks hold ahead in pickup lists (plain.go).
+	hold pickupHold
 }
 
 // slotKeyset is the key names of one worker id.
@@ -305,7 +307,7 @@ func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
 	keys := make([]string, 0, 1+sources+len(r.WorkerIDs))
 	keys = append(keys, s.fixed.pauseAll)
 	for _, q := range r.Queues {
-		keys = append(keys, s.queueKeys.get(q, s.Keys.Queue))
+		keys = append(keys, s.queueNames.get(q, s.Keys.Queue))
 	}
 	if r.PickupOwner != "" {
 		for _, q := range r.Queues {
@@ -547,6 +549,9 @@ func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time
 // paused namespace returns no jobs. fetched reports that the fetch ran (so
 // slots without a job found the queues empty).
 func (s *Store) AckAndFetch(ctx context.Context, acks []Ack, now time.Time, next *FetchRequest, mark AckMark) (got []Fetched, fetched bool, err error) {
+	if s.plain.Load() {
+		return s.ackAndFetchPlain(ctx, acks, now, next, mark)
+	}
 	if len(acks) == 0 {
 		return nil, false, nil
 	}
@@ -925,6 +930,7 @@ func (s *Store) BlockingPickup(ctx context.Context, owner, queue string, timeout
 // ReturnPickups moves every job in owner's pickup lists back to the head of
 // its queue, in order. It returns the number of jobs moved.
 func (s *Store) ReturnPickups(ctx context.Context, owner string) (int, error) {
+	s.hold.drop(owner)
 	prefix := s.Keys.Pickup(owner, "")
 	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
 	if err != nil {

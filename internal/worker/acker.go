@@ -64,7 +64,7 @@ func (a *acker) close() { close(a.reqs) }
 // moved by the pickup, which wakes the fetcher).
 func (a *acker) fetchNext(batch []ackReq) (next *wire.FetchRequest, idle bool) {
 	e := a.e
-	if e.paused.Load() || e.store.PlainCommands() {
+	if e.paused.Load() {
 		return nil, false
 	}
 	if e.wantPickup.Load() && !e.cfg.DisableBlockingPickup {

@@ -216,7 +216,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return nil // stopped before Redis answered: nothing was taken
 	}
 	if e.store.PlainCommands() {
-		e.logger.Warn("Redis refuses Lua scripts: the worker runs on plain commands (a fetch takes three or more round trips, an oversize payload is transferred before it is refused)")
+		e.logger.Warn("Redis refuses Lua scripts: the worker runs on plain commands (a fetch takes three or more round trips, acks hold a batch or two of jobs ahead in this process's pickup lists, an oversize payload is transferred before it is refused)")
 	}
 	if err := e.retry(ctx, "register worker", func(rctx context.Context) error {
 		if e.cfg.StartFunc != nil {
@@ -284,6 +284,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.fetchLoop(ctx, slots, idle)
 	pickCancel()
 	pickWG.Wait()
+	if e.store.PlainCommands() {
+		// The plain acks hold jobs ahead in the pickup lists (no ack fetches
+		// once a stop is requested): give them back now, not after the
+		// running jobs end.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cleanupTimeout())
+		if _, err := e.store.ReturnPickups(rctx, e.cfg.Owner); err != nil {
+			e.logger.Warn("returning jobs held ahead failed; retried once the running jobs end", "error", err)
+		}
+		cancel()
+	}
 	for _, s := range slots {
 		close(s.jobs)
 	}
