@@ -1,6 +1,6 @@
 // Package storm is resq's fault-storm suite: its test (storm_test.go) runs
 // real resq work processes against a real redis-server and throws faults at
-// them — SIGKILL storms of workers, Redis killed and restarted from its
+// them — SIGKILL storms of workers (with and without Lua), Redis killed and restarted from its
 // append-only file, Redis stopped (SIGSTOP) for longer than the read
 // timeout, Redis down when workers start, TERM and QUIT mid-job, a dead
 // worker of another host, Redis at maxmemory — then prints what each storm

@@ -428,7 +428,8 @@ func TestStorm(t *testing.T) {
 		_ = os.WriteFile(path, []byte(fmt.Sprintf("fault storms (%s form), %s\n", sc.name, time.Now().UTC().Format(time.RFC3339))), 0o644)
 	}
 	resqBinary(t)
-	t.Run("sigkill-storm", func(t *testing.T) { t.Parallel(); sigkillStorm(t, sc) })
+	t.Run("sigkill-storm", func(t *testing.T) { t.Parallel(); sigkillStorm(t, sc, false) })
+	t.Run("sigkill-storm-no-lua", func(t *testing.T) { t.Parallel(); sigkillStorm(t, sc, true) })
 	t.Run("redis-restart-aof", func(t *testing.T) { t.Parallel(); redisRestart(t, sc) })
 	t.Run("redis-sigstop", func(t *testing.T) { t.Parallel(); redisPause(t, sc) })
 	t.Run("redis-down-at-start", func(t *testing.T) { t.Parallel(); redisDownAtStart(t, sc) })
@@ -446,9 +447,24 @@ func TestStorm(t *testing.T) {
 	})
 }
 
-// sigkillStorm: workers are SIGKILLed every 100–300 ms and replaced.
-func sigkillStorm(t *testing.T, sc scale) {
-	r := newRig(t, "sigkill-storm", "0.05")
+// sigkillStorm: workers are SIGKILLed every 100–300 ms and replaced. With
+// noLua the workers' Redis user may not run scripts, so they run on plain
+// commands and their acks hold jobs ahead in the pickup lists (decisions
+// §28) when they are killed.
+func sigkillStorm(t *testing.T, sc scale, noLua bool) {
+	name := "sigkill-storm"
+	if noLua {
+		name += "-no-lua"
+	}
+	r := newRig(t, name, "0.05")
+	if noLua {
+		r.srv.Do(t, "ACL", "SETUSER", "nolua", "on", ">pw", "~*", "&*", "+@all", "-@scripting")
+		for i, kv := range r.env {
+			if strings.HasPrefix(kv, "REDIS_URL=") {
+				r.env[i] = "REDIS_URL=redis://nolua:pw@" + r.srv.Addr() + "/0"
+			}
+		}
+	}
 	r.enqueue(sc.killJobs)
 	for range 3 {
 		r.work()
