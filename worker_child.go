@@ -26,9 +26,13 @@ const (
 	InProcess Isolation = iota
 	// ChildProcess runs the handler in a warm child process: the worker's
 	// own binary, re-executed in child mode, which runs one job at a time
-	// sent over a pipe and is reused for ChildLimits.MaxJobs jobs. A handler
-	// that outlives its timeout, or hits a ChildLimits limit, is killed with
-	// its whole process tree; the worker and its other jobs are unaffected.
+	// sent over a pipe and is reused for ChildLimits.MaxJobs jobs. The
+	// slots share a pool of such children per set of limits: about one per
+	// core, more (up to one per slot) while long jobs hold them all. A
+	// handler that outlives its timeout, or hits a ChildLimits limit, is
+	// killed with its whole process tree; the worker and its other jobs are
+	// unaffected (jobs sent to the same child that had not started yet run
+	// in another one).
 	//
 	// The child runs main again up to Worker.Run, which then serves jobs
 	// from the pipe instead of Redis and exits when the worker closes it.

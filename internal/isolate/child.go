@@ -20,7 +20,8 @@ import (
 const childEnv = "RESQ_ISOLATE_CHILD"
 
 // ChildCommand describes a warm child: a long-lived process, usually this
-// very binary, that runs one job at a time sent over a pipe.
+// very binary, that runs one job at a time sent over a pipe (the next ones
+// may wait in the pipe; see Child).
 type ChildCommand struct {
 	// Path of the program. Default /proc/self/exe (this binary, even if the
 	// file was replaced since it started).
