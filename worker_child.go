@@ -298,6 +298,9 @@ func (p *childPool) get(ctx context.Context, slotID string, idleOnly bool) (*iso
 			return nil, errors.New("the worker is stopping")
 		}
 		if c := p.pickLocked(slotID, idleOnly); c != nil {
+			if grow != nil {
+				p.wakeLocked() // woken and served: the next waiter may find room too
+			}
 			iso.mu.Unlock()
 			return c, nil
 		}

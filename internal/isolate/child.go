@@ -381,6 +381,9 @@ func (ch *Child) deadLocked() bool {
 // started. A job waiting behind another whose ctx ends is withdrawn the
 // same way, and Call returns ctx's error.
 func (ch *Child) Call(ctx context.Context, req *Request, stated, queued time.Duration) (*Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // never sent
+	}
 	call := &childCall{done: make(chan childAnswer, 1), cpuTime: ch.c.Limits.CPUTime > 0}
 	req.ReportCPU = call.cpuTime
 	ch.mu.Lock()

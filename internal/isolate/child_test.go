@@ -35,6 +35,12 @@ func init() {
 			os.Exit(2)
 		}
 		resp := &Response{Seq: req.Seq}
+		if gate, ok := strings.CutPrefix(req.Queue, "gate:"); ok {
+			// Starts once the file exists, so that a test can queue jobs behind it.
+			for _, err := os.Stat(gate); err != nil; _, err = os.Stat(gate) {
+				time.Sleep(time.Millisecond)
+			}
+		}
 		switch req.Class {
 		case "echo":
 			resp.Message = req.Queue + " " + string(req.Args) + fmt.Sprintf(" %d", os.Getpid())
@@ -200,7 +206,7 @@ func TestWarmChildPipelinesJobs(t *testing.T) {
 		}
 		head <- err
 	}()
-	waitFor(t, "the first job to be sent", func() bool { return ch.Pending() == 1 })
+	waitFor(t, "the first job to be sent", func() bool { return ch.Jobs() == 1 })
 	errs := make(chan error, 8)
 	for i := range 8 {
 		go func() {
@@ -242,7 +248,7 @@ func TestWarmChildWithdrawsQueuedJob(t *testing.T) {
 		}
 		head <- r
 	}()
-	waitFor(t, "the long job to be sent", func() bool { return ch.Pending() == 1 })
+	waitFor(t, "the long job to be sent", func() bool { return ch.Jobs() == 1 })
 	proof := t.TempDir() + "/ran"
 	_, err := ch.Call(context.Background(), &Request{Class: "touch", Args: []byte(proof)}, 0, 20*time.Millisecond)
 	if !errors.Is(err, ErrChildGone) {
@@ -262,14 +268,25 @@ func TestWarmChildWithdrawsQueuedJob(t *testing.T) {
 		t.Fatalf("the withdrawn job ran (stat: %v)", err)
 	}
 	// A queued job whose context ends is withdrawn the same way.
-	go func() { _, _ = ch.Call(context.Background(), &Request{Class: "sleep", Args: []byte("300")}, 0, 0) }()
-	waitFor(t, "the long job to be sent", func() bool { return ch.Pending() == 1 })
+	gate := t.TempDir() + "/go"
+	jobs := ch.Jobs()
+	go func() { _, _ = ch.Call(context.Background(), &Request{Class: "echo", Queue: "gate:" + gate}, 0, 0) }()
+	waitFor(t, "the gated job to be sent", func() bool { return ch.Jobs() == jobs+1 })
 	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ch.Call(ctx, &Request{Class: "touch", Args: []byte(proof)}, 0, 0)
+		errc <- err
+	}()
+	waitFor(t, "the job behind it to be sent", func() bool { return ch.Jobs() == jobs+2 })
 	cancel()
-	if _, err := ch.Call(ctx, &Request{Class: "touch", Args: []byte(proof)}, 0, 0); !errors.Is(err, context.Canceled) {
+	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled queued job: err = %v", err)
 	}
-	waitFor(t, "the long job to end", func() bool { return ch.Pending() == 0 })
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gated job to end", func() bool { return ch.Pending() == 0 })
 	if r, err := call(ch, "echo", 5*time.Second); err != nil || r.Status != StatusOK || ch.Dead() {
 		t.Fatalf("next job: %+v %v", r, err)
 	}
@@ -332,12 +349,26 @@ func TestWarmChildKillSparesQueuedJobs(t *testing.T) {
 			t.Parallel()
 			m := marker(t)
 			ch := startChild(t, s, tc.c, m)
+			dir := t.TempDir()
 			head := make(chan error, 1)
-			go func() { _, err := call(ch, tc.class, tc.timeout); head <- err }()
-			waitFor(t, "the first job to be sent", func() bool { return ch.Pending() == 1 })
-			proof := t.TempDir() + "/ran"
-			_, err := ch.Call(context.Background(), &Request{Class: "touch", Args: []byte(proof)}, time.Minute, 0)
-			if !errors.Is(err, ErrChildGone) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+				defer cancel()
+				_, err := ch.Call(ctx, &Request{Class: tc.class, Queue: "gate:" + dir + "/go"}, tc.timeout, 0)
+				head <- err
+			}()
+			waitFor(t, "the first job to be sent", func() bool { return ch.Jobs() == 1 })
+			proof := dir + "/ran"
+			queued := make(chan error, 1)
+			go func() {
+				_, err := ch.Call(context.Background(), &Request{Class: "touch", Args: []byte(proof)}, time.Minute, 0)
+				queued <- err
+			}()
+			waitFor(t, "the second job to be sent", func() bool { return ch.Jobs() == 2 })
+			if err := os.WriteFile(dir+"/go", nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-queued; !errors.Is(err, ErrChildGone) {
 				t.Fatalf("queued job: err = %v, want ErrChildGone", err)
 			}
 			if err := <-head; !tc.check(err) {
