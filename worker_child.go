@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,9 +26,13 @@ const (
 	InProcess Isolation = iota
 	// ChildProcess runs the handler in a warm child process: the worker's
 	// own binary, re-executed in child mode, which runs one job at a time
-	// sent over a pipe and is reused for ChildLimits.MaxJobs jobs. A handler
-	// that outlives its timeout, or hits a ChildLimits limit, is killed with
-	// its whole process tree; the worker and its other jobs are unaffected.
+	// sent over a pipe and is reused for ChildLimits.MaxJobs jobs. The
+	// slots share a pool of such children per set of limits: about one per
+	// core, more (up to one per slot) while long jobs hold them all. A
+	// handler that outlives its timeout, or hits a ChildLimits limit, is
+	// killed with its whole process tree; the worker and its other jobs are
+	// unaffected (jobs sent to the same child that had not started yet run
+	// in another one).
 	//
 	// The child runs main again up to Worker.Run, which then serves jobs
 	// from the pipe instead of Redis and exits when the worker closes it.
@@ -131,49 +137,256 @@ func InChildProcess() bool { return isolate.InChild() }
 
 // isolation is a running Worker's child-process machinery.
 type isolation struct {
-	sandbox  *isolate.Sandbox
-	children map[string]*slotChild // by slot worker id; fixed at start
-	closing  sync.WaitGroup        // children being closed in the background
+	sandbox *isolate.Sandbox
+	slots   int // the worker's concurrency: no pool grows beyond it
+	warm    int // children kept started ahead of need, per pool
+	mu      sync.Mutex
+	pools   map[ChildLimits]*childPool // one per set of limits in use
+	closed  bool
+	closing sync.WaitGroup // children being started or closed in the background
 }
 
-// closeLater closes a child (or a child still starting) without making the
-// slot wait; stopLimits waits for it.
-func (iso *isolation) closeLater(c *isolate.Child, p *pendingChild) {
-	iso.closing.Add(1)
+// How the warm children of a pool are shared by the slots.
+const (
+	// childPipelineDepth is how many jobs a child is sent at most: the one
+	// it runs and those waiting in its pipe to run next.
+	childPipelineDepth = 4
+	// childQueueWait is how long a job waits in a child's pipe behind
+	// another before it is withdrawn and sent to a child with room.
+	childQueueWait = 5 * time.Millisecond
+	// childGrowAfter: when jobs wait for room, no job has ended for this
+	// long (the children run long jobs) and no child is starting, the pool
+	// doubles, up to one child per slot. Short jobs end far more often, so
+	// the pool stays at about one child per core and each child stays busy
+	// and awake.
+	childGrowAfter = 20 * time.Millisecond
+)
+
+// childPool is the warm children for one set of limits, shared by all the
+// worker's slots. A child runs one job at a time, as one per slot did; the
+// jobs of several slots take turns in it, the next ones waiting in its pipe
+// (isolate.Child.Call). New jobs go to the first child with room, so that
+// the few children that ran the last jobs run the next ones and the others
+// sleep.
+type childPool struct {
+	iso      *isolation
+	w        *Worker
+	limits   ChildLimits
+	children []*isolate.Child // under iso.mu, in the order they started
+	waiters  []chan struct{}  // jobs waiting for room, first come first
+	starting int
+	lastEnd  time.Time // when a job of the pool last ended
+	startErr error     // why the last start failed, if it did
+}
+
+// pool returns the pool for lim, making it (and starting its warm
+// children) the first time.
+func (iso *isolation) pool(w *Worker, lim ChildLimits, slotID string) *childPool {
+	iso.mu.Lock()
+	defer iso.mu.Unlock()
+	p := iso.pools[lim]
+	if p == nil {
+		p = &childPool{iso: iso, w: w, limits: lim, lastEnd: time.Now()}
+		iso.pools[lim] = p
+		if !iso.closed {
+			for range iso.warm {
+				p.startLocked(slotID)
+			}
+		}
+	}
+	return p
+}
+
+// startLocked starts one more child in the background.
+func (p *childPool) startLocked(slotID string) {
+	p.starting++
+	p.iso.closing.Add(1)
 	go func() {
-		defer iso.closing.Done()
-		if p != nil {
-			<-p.done
-			c = p.child
+		defer p.iso.closing.Done()
+		c, err := p.iso.sandbox.StartChild(isolate.ChildCommand{
+			Args: os.Args, Env: childEnviron(slotID), Limits: p.limits.isolateLimits(),
+			MaxOutput: p.limits.MaxOutput, OutputKill: p.limits.outputKill(), KillGrace: p.limits.KillGrace,
+			StartTimeout: childStartTimeout,
+		})
+		if err != nil {
+			p.w.logger.Warn("a child process could not start", "worker", slotID, "error", err)
 		}
-		if c != nil {
-			c.Close()
+		p.iso.mu.Lock()
+		defer p.iso.mu.Unlock()
+		p.starting--
+		p.startErr = err
+		if err == nil {
+			if p.iso.closed {
+				p.iso.closeLater(c)
+				return
+			}
+			p.children = append(p.children, c)
 		}
+		p.wakeLocked()
 	}()
 }
 
-// slotChild is the warm child of one slot. A replacement is started in the
-// background as soon as a child is gone (killed, crashed or recycled), so
-// that its start-up is not charged to the next job's time limit.
-type slotChild struct {
-	mu      sync.Mutex
-	child   *isolate.Child
-	limits  ChildLimits
-	pending *pendingChild // a start in progress
+// wakeLocked lets the first waiting job look for room again.
+func (p *childPool) wakeLocked() {
+	if len(p.waiters) > 0 {
+		ch := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		ch <- struct{}{}
+	}
 }
 
-// pendingChild is a child being started in the background.
-type pendingChild struct {
-	done   chan struct{} // closed when child or err is set
-	child  *isolate.Child
-	err    error
-	limits ChildLimits
+// pickLocked returns the first child that is idle or runs one job that
+// started less than childQueueWait ago (it goes on to this one without
+// sleeping), or else the first idle one, or else the one with the fewest
+// jobs below the pipeline depth whose running job is that recent;
+// idleOnly: an idle one only. It retires children that are dead
+// or have run MaxJobs jobs; a replacement starts when the pool fell below
+// its warm size or jobs wait.
+func (p *childPool) pickLocked(slotID string, idleOnly bool) *isolate.Child {
+	var idle, room *isolate.Child
+	roomN := childPipelineDepth
+	for i := 0; i < len(p.children); i++ {
+		c := p.children[i]
+		n, running := c.Load()
+		if c.Dead() || c.Jobs() >= p.limits.MaxJobs {
+			if n == 0 || c.Dead() {
+				p.children = slices.Delete(p.children, i, i+1)
+				i--
+				p.iso.closeLater(c)
+				if len(p.children)+p.starting < p.iso.warm || len(p.waiters) >= p.starting {
+					p.startLocked(slotID)
+				}
+			}
+			continue
+		}
+		switch {
+		case idleOnly:
+			if n == 0 {
+				return c
+			}
+		case n <= 1 && running < childQueueWait:
+			return c // idle, or going on to this job right after its short one
+		case idle == nil && n == 0:
+			idle = c
+		case n < roomN && running < childQueueWait:
+			room, roomN = c, n
+		}
+	}
+	if idle != nil {
+		return idle
+	}
+	return room
+}
+
+// get returns a child with room for the job of slot slotID, waiting for
+// one, and growing the pool while its children are all held by long jobs.
+//
+// With idleOnly, only a child with no job will do (the job was withdrawn
+// from behind a long one).
+func (p *childPool) get(ctx context.Context, slotID string, idleOnly bool) (*isolate.Child, error) {
+	iso := p.iso
+	var grow *time.Ticker
+	defer func() {
+		if grow != nil {
+			grow.Stop()
+		}
+	}()
+	for {
+		iso.mu.Lock()
+		if iso.closed {
+			iso.mu.Unlock()
+			return nil, errors.New("the worker is stopping")
+		}
+		if c := p.pickLocked(slotID, idleOnly); c != nil {
+			if grow != nil {
+				p.wakeLocked() // woken and served: the next waiter may find room too
+			}
+			iso.mu.Unlock()
+			return c, nil
+		}
+		if len(p.children)+p.starting == 0 {
+			if err := p.startErr; err != nil && grow != nil {
+				p.startErr = nil // the next job tries again
+				iso.mu.Unlock()
+				return nil, err
+			}
+			p.startLocked(slotID) // nothing would come free
+		}
+		wake := make(chan struct{}, 1)
+		p.waiters = append(p.waiters, wake)
+		iso.mu.Unlock()
+		if grow == nil {
+			grow = time.NewTicker(childGrowAfter)
+		}
+	wait:
+		for {
+			select {
+			case <-wake:
+				break wait
+			case <-grow.C:
+				iso.mu.Lock()
+				if time.Since(p.lastEnd) >= childGrowAfter && p.starting == 0 && !iso.closed {
+					// Double the pool, within the slots and the jobs waiting.
+					for n := min(max(len(p.children), 1), len(p.waiters), iso.slots-len(p.children)); n > 0; n-- {
+						p.startLocked(slotID)
+					}
+				}
+				iso.mu.Unlock()
+			case <-ctx.Done():
+				iso.mu.Lock()
+				if i := slices.Index(p.waiters, wake); i >= 0 {
+					p.waiters = slices.Delete(p.waiters, i, i+1)
+				} else {
+					p.wakeLocked() // it was this job's turn: pass it on
+				}
+				iso.mu.Unlock()
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+// ended records that a job of the pool ended, so that a waiting job can
+// take its place.
+func (p *childPool) ended() {
+	p.iso.mu.Lock()
+	defer p.iso.mu.Unlock()
+	p.lastEnd = time.Now()
+	p.wakeLocked()
+}
+
+// closeLater closes a child without making the slot wait; stop waits for it.
+func (iso *isolation) closeLater(c *isolate.Child) {
+	iso.closing.Add(1)
+	go func() {
+		defer iso.closing.Done()
+		c.Close()
+	}()
+}
+
+// stop closes every child and waits for those being started or closed;
+// the slots are done, so no job runs.
+func (iso *isolation) stop() {
+	iso.mu.Lock()
+	iso.closed = true
+	for _, p := range iso.pools {
+		for _, c := range p.children {
+			iso.closeLater(c)
+		}
+		p.children = nil
+		for _, ch := range p.waiters {
+			ch <- struct{}{}
+		}
+		p.waiters = nil
+	}
+	iso.mu.Unlock()
+	iso.closing.Wait()
 }
 
 // startLimits prepares what Run needs for isolated handlers, limited
 // commands and class concurrency caps: it probes the host (once), checks
-// that every limit can be enforced, logs how, and starts the slots' warm
-// children. Called by Run under w.mu.
+// that every limit can be enforced, logs how, and starts the warm children
+// of the first ChildProcess class. Called by Run under w.mu.
 func (w *Worker) startLimits() error {
 	var isolated []*handlerEntry
 	var first *handlerEntry // the first ChildProcess class, whose limits the first children get
@@ -194,7 +407,8 @@ func (w *Worker) startLimits() error {
 				return fmt.Errorf("resq: class %s: %w", h.class, err)
 			}
 		}
-		w.iso = &isolation{sandbox: isolate.NewSandbox(caps), children: make(map[string]*slotChild, len(w.ids))}
+		w.iso = &isolation{sandbox: isolate.NewSandbox(caps), slots: len(w.ids),
+			warm: min(len(w.ids), runtime.GOMAXPROCS(0)), pools: map[ChildLimits]*childPool{}}
 		caps = w.iso.sandbox.Capabilities()
 		for _, h := range isolated {
 			mode := "child process"
@@ -204,36 +418,15 @@ func (w *Worker) startLimits() error {
 			w.logger.Info("job isolation", "class", h.class, "mode", mode,
 				"limits", h.opts.Limits.isolateLimits().String(), "enforced_by", caps.Describe(h.opts.Limits.isolateLimits()))
 		}
-		for _, id := range w.ids {
-			sc := &slotChild{}
-			if first != nil {
-				sc.pending = w.startChild(id, first.opts.Limits.withDefaults())
-			}
-			w.iso.children[id] = sc
+		if first != nil {
+			w.iso.pool(w, first.opts.Limits.withDefaults(), w.ids[0])
 		}
 	} else if commands {
 		// No limits to probe for, but a sandbox all the same: its keeper
 		// ends the commands' processes if this process dies.
-		w.iso = &isolation{sandbox: isolate.NewSandbox(isolate.Capabilities{}), children: map[string]*slotChild{}}
+		w.iso = &isolation{sandbox: isolate.NewSandbox(isolate.Capabilities{}), pools: map[ChildLimits]*childPool{}}
 	}
 	return w.startLeases()
-}
-
-// startChild starts a warm child for slot id in the background.
-func (w *Worker) startChild(id string, lim ChildLimits) *pendingChild {
-	p := &pendingChild{done: make(chan struct{}), limits: lim}
-	go func() {
-		defer close(p.done)
-		p.child, p.err = w.iso.sandbox.StartChild(isolate.ChildCommand{
-			Args: os.Args, Env: childEnviron(id), Limits: lim.isolateLimits(),
-			MaxOutput: lim.MaxOutput, OutputKill: lim.outputKill(), KillGrace: lim.KillGrace,
-			StartTimeout: childStartTimeout,
-		})
-		if p.err != nil {
-			w.logger.Warn("a child process could not start", "worker", id, "error", p.err)
-		}
-	}()
-	return p
 }
 
 // stopLimits stops warm children and lease renewals; Run calls it when its
@@ -243,33 +436,12 @@ func (w *Worker) stopLimits() {
 	if w.iso == nil {
 		return
 	}
-	var wg sync.WaitGroup
-	for _, sc := range w.iso.children {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sc.mu.Lock()
-			defer sc.mu.Unlock()
-			if p := sc.pending; p != nil {
-				<-p.done
-				if p.child != nil {
-					p.child.Close()
-				}
-				sc.pending = nil
-			}
-			if sc.child != nil {
-				sc.child.Close()
-				sc.child = nil
-			}
-		}()
-	}
-	wg.Wait()
-	w.iso.closing.Wait()
+	w.iso.stop()
 	_ = w.iso.sandbox.Close()
 }
 
 // baseHandler is what the middleware chain of h wraps: h's own function,
-// or for a ChildProcess handler, the call into the slot's warm child.
+// or for a ChildProcess handler, the call into a warm child.
 func (w *Worker) baseHandler(h *handlerEntry) HandlerFunc {
 	if h.opts.Isolation != ChildProcess || w.iso == nil {
 		return h.fn
@@ -277,16 +449,12 @@ func (w *Worker) baseHandler(h *handlerEntry) HandlerFunc {
 	return func(ctx context.Context, job *Job) error { return w.runInChild(ctx, job, h) }
 }
 
-// runInChild runs job in the warm child of its slot, taking over a child
-// started in the background or starting one.
+// runInChild runs job in a warm child of the pool for h's limits. A job
+// that did not start (its child had died, or the job was withdrawn from
+// behind a long one) goes to another child.
 func (w *Worker) runInChild(ctx context.Context, job *Job, h *handlerEntry) error {
-	sc := w.iso.children[job.WorkerID]
-	if sc == nil {
-		return &JobError{Name: ExceptionChildCrashed, Err: errors.New("no child-process slot for worker " + job.WorkerID)}
-	}
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
 	lim := h.opts.Limits.withDefaults()
+	p := w.iso.pool(w, lim, job.WorkerID)
 	stated := h.opts.Timeout
 	if stated <= 0 {
 		stated = w.cfg.JobTimeout
@@ -294,40 +462,25 @@ func (w *Worker) runInChild(ctx context.Context, job *Job, h *handlerEntry) erro
 	req := &isolate.Request{Class: job.Class, Queue: job.Queue, ID: job.ID, WorkerID: job.WorkerID,
 		EnqueuedAt: unixNano(job.EnqueuedAt), StartedAt: unixNano(job.StartedAt),
 		Encrypted: job.Encrypted, Signed: job.Signed, Args: job.Args}
-	for attempt := 0; ; attempt++ {
-		if c := sc.child; c != nil && (c.Dead() || sc.limits != lim) {
-			w.iso.closeLater(c, nil)
-			sc.child = nil
-		}
-		if sc.child == nil {
-			p := sc.pending
-			if p == nil || p.limits != lim {
-				if p != nil {
-					w.iso.closeLater(nil, p) // started for other limits
-				}
-				p = w.startChild(job.WorkerID, lim)
-			}
-			sc.pending = nil
-			select {
-			case <-p.done:
-			case <-ctx.Done():
-				sc.pending = p // the next job takes it over
+	idleOnly := false
+	for gone := 0; ; {
+		c, err := p.get(ctx, job.WorkerID, idleOnly)
+		if err != nil {
+			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if p.err != nil {
-				return &JobError{Name: ExceptionChildCrashed, Err: fmt.Errorf("the child process for %s could not start; the job was not run: %w", job.Class, p.err)}
+			return &JobError{Name: ExceptionChildCrashed, Err: fmt.Errorf("the child process for %s could not start; the job was not run: %w", job.Class, err)}
+		}
+		resp, err := c.Call(ctx, req, stated, childQueueWait)
+		p.ended()
+		if errors.Is(err, isolate.ErrChildGone) && ctx.Err() == nil {
+			if !c.Dead() {
+				idleOnly = true // withdrawn from behind a long job: wait for a free child
+				continue
 			}
-			sc.child, sc.limits = p.child, lim
-		}
-		resp, err := sc.child.Call(ctx, req, stated)
-		if errors.Is(err, isolate.ErrChildGone) && attempt == 0 {
-			continue // it died between jobs; the job did not start
-		}
-		if c := sc.child; c.Dead() || c.Jobs() >= lim.MaxJobs {
-			// Replace it now, in the background, not when the next job waits.
-			w.iso.closeLater(c, nil)
-			sc.child = nil
-			sc.pending = w.startChild(job.WorkerID, lim)
+			if gone++; gone < 3 {
+				continue // its child died before it started
+			}
 		}
 		return childOutcome(resp, err)
 	}
@@ -358,8 +511,9 @@ func childOutcome(resp *isolate.Response, err error) error {
 }
 
 // childEnviron is a child's environment: the worker's, without Redis
-// credentials and resq settings (REDIS*, RESQ_*), plus the slot's id (so
-// that an operator, or a test, can find a slot's child).
+// credentials and resq settings (REDIS*, RESQ_*), plus the id of the slot
+// it was started for (so that an operator, or a test, can find a worker's
+// children; a child serves every slot).
 func childEnviron(slotID string) []string {
 	env := []string{"RESQ_ISOLATE_WORKER=" + slotID}
 	for _, kv := range os.Environ() {
@@ -380,7 +534,7 @@ func unixNano(t time.Time) int64 {
 
 // serveChild is Run in a child process: it serves jobs from the worker's
 // pipe until the worker closes it, then exits the process. Jobs are read
-// and run on this goroutine; cancellations come on a pipe of their own.
+// and run on this goroutine, one at a time.
 func (w *Worker) serveChild() error {
 	conn, err := isolate.OpenChildConn()
 	if err != nil {
@@ -389,39 +543,12 @@ func (w *Worker) serveChild() error {
 	if err := conn.Ready(); err != nil {
 		os.Exit(0) // the worker is gone
 	}
-	var cur struct {
-		mu     sync.Mutex
-		seq    uint64
-		cancel context.CancelFunc
-	}
-	go func() {
-		for {
-			seq, err := conn.ReadCancel()
-			if err != nil {
-				return
-			}
-			cur.mu.Lock()
-			if cur.seq == seq && cur.cancel != nil {
-				cur.cancel()
-			}
-			cur.mu.Unlock()
-		}
-	}()
 	for {
-		req, err := conn.Read()
+		req, ctx, err := conn.Next()
 		if err != nil {
 			break // the worker closed the pipe, or is gone
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		if req.Timeout > 0 {
-			ctx, cancel = context.WithTimeout(context.Background(), time.Duration(req.Timeout))
-		}
-		cur.mu.Lock()
-		cur.seq, cur.cancel = req.Seq, cancel
-		cur.mu.Unlock()
-		resp := w.runChildJob(ctx, req)
-		cancel()
-		if conn.Reply(req, resp) != nil {
+		if conn.Reply(req, w.runChildJob(ctx, req)) != nil {
 			break
 		}
 	}

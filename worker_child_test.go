@@ -78,8 +78,48 @@ func registerChildHandlers(w *resq.Worker, o resq.HandlerOptions) {
 		}
 		return resq.Fail("Alloc", "allocated %d MiB", len(keep)*16)
 	}, o)
+	// Meet writes a file named by its pid in a.Dir and waits until a.N
+	// files are there: it succeeds only when N jobs run at once, each in a
+	// child of its own.
+	resq.Handle(w, "Meet", func(ctx context.Context, a meetArgs) error {
+		if err := os.WriteFile(a.Dir+"/"+strconv.Itoa(os.Getpid()), nil, 0o600); err != nil {
+			return err
+		}
+		for {
+			ents, err := os.ReadDir(a.Dir)
+			if err != nil {
+				return err
+			}
+			if len(ents) >= a.N {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("only %d of %d met", len(ents), a.N)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}, o)
+	// Block waits until the file named by its argument exists.
+	resq.Handle(w, "Block", func(ctx context.Context, a []string) error {
+		for {
+			if _, err := os.Stat(a[0]); err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}, o)
 	resq.Handle(w, "Crash", func(ctx context.Context, a []int) error { os.Exit(3); return nil }, o)
 	resq.Handle(w, "Panic", func(ctx context.Context, a []int) error { panic("boom") }, o)
+}
+
+type meetArgs struct {
+	Dir string `json:"dir"`
+	N   int    `json:"n"`
 }
 
 // childSurvivors returns the pids of child processes of w's slots (worker
@@ -230,6 +270,76 @@ func TestWarmChildIsRecycledAfterMaxJobs(t *testing.T) {
 	}
 	if len(pids) != 7 || pids[0] != pids[2] || pids[2] == pids[3] || pids[3] != pids[5] || pids[5] == pids[6] {
 		t.Fatalf("pids = %v; want a new child every 3 jobs", pids)
+	}
+	if len(childSurvivors(w)) > 0 {
+		t.Fatal("a child survived")
+	}
+}
+
+// TestWarmChildPoolGrowsForLongJobs: the slots share a pool of children
+// that starts at one per core; when every child is held by a long job it
+// grows, up to one child per slot, so long jobs still run Concurrency at a
+// time.
+func TestWarmChildPoolGrowsForLongJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const slots = 5
+	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"meet"}, Concurrency: slots, PollInterval: 20 * time.Millisecond, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerChildHandlers(w, resq.HandlerOptions{Isolation: resq.ChildProcess, Timeout: time.Minute})
+	dir := t.TempDir()
+	for range slots {
+		if _, err := b.client.Enqueue(ctx, "meet", "Meet", meetArgs{Dir: dir, N: slots}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "5 jobs", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == slots })
+	stop()
+	if fs := failuresByError(t, b); len(fs) > 0 {
+		t.Fatalf("failures: %s: %s", fs[0].Exception, fs[0].Error)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != slots {
+		t.Fatalf("%d children ran the %d jobs", len(ents), slots)
+	}
+	if len(childSurvivors(w)) > 0 {
+		t.Fatal("a child survived")
+	}
+}
+
+// TestWarmChildShortJobsPassLongOne: short jobs do not wait behind a long
+// one in its child's pipe; they run in another child while it runs.
+func TestWarmChildShortJobsPassLongOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	w, err := resq.NewWorker(b.conn, resq.WorkerConfig{Queues: []string{"mixed"}, Concurrency: 3, PollInterval: 20 * time.Millisecond, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerChildHandlers(w, resq.HandlerOptions{Isolation: resq.ChildProcess, Timeout: time.Minute})
+	release := t.TempDir() + "/release"
+	if _, err := b.client.Enqueue(ctx, "mixed", "Block", release); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if _, err := b.client.Enqueue(ctx, "mixed", "Noop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := testkit.RunWorker(t, w)
+	testkit.Eventually(t, "the 50 short jobs while the long one runs", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 50 })
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the long job", func() bool { st, _ := b.admin.Stats(ctx); return st.Processed == 51 })
+	stop()
+	if st, _ := b.admin.Stats(ctx); st.StatFailed != 0 {
+		fs := failuresByError(t, b)
+		t.Fatalf("%d failed: %s: %s", st.StatFailed, fs[0].Exception, fs[0].Error)
 	}
 	if len(childSurvivors(w)) > 0 {
 		t.Fatal("a child survived")
@@ -439,9 +549,16 @@ func pushNoops(tb testing.TB, b *bundle, class string, n int) {
 // benchWorker processes b.N no-op jobs with register's handler on
 // Concurrency 10 (the default) and reports jobs/s (Redis included: fetch, ack, counters).
 func benchWorker(b *testing.B, register func(w *resq.Worker)) {
+	benchWorkerAt(b, 10, register)
+}
+
+// benchWorkerAt is benchWorker at a given concurrency. It also reports the
+// CPU time per job of this process and of the slots' warm children
+// together (Redis not included).
+func benchWorkerAt(b *testing.B, concurrency int, register func(w *resq.Worker)) {
 	bb := setupBench(b)
 	ctx := context.Background()
-	w, err := resq.NewWorker(bb.conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 10, PollInterval: 5 * time.Millisecond,
+	w, err := resq.NewWorker(bb.conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: concurrency, PollInterval: 5 * time.Millisecond,
 		Logger: quietLogger})
 	if err != nil {
 		b.Fatal(err)
@@ -454,12 +571,24 @@ func benchWorker(b *testing.B, register func(w *resq.Worker)) {
 	go func() { done <- w.Run(runCtx) }()
 	waitProcessed(b, bb, 8)
 	pushNoops(b, bb, "Noop", b.N)
+	cpu := func() time.Duration {
+		d := isolate.SelfCPU()
+		for _, pid := range childSurvivors(w) {
+			c, _ := isolate.ProcessCPU(pid)
+			d += c
+		}
+		return d
+	}
 	b.ResetTimer()
 	start := time.Now()
+	cpu0 := cpu()
 	waitProcessed(b, bb, int64(8+b.N))
 	el := time.Since(start)
+	used := cpu() - cpu0
+	b.ReportMetric(float64(len(childSurvivors(w))), "children")
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "jobs/s")
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/job")
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	defer scancel()
 	_ = w.Shutdown(sctx)
@@ -496,6 +625,21 @@ func BenchmarkInProcess(b *testing.B) {
 func BenchmarkWarmChild(b *testing.B) {
 	benchWorker(b, func(w *resq.Worker) {
 		registerChildHandlers(w, resq.HandlerOptions{Isolation: resq.ChildProcess, Limits: resq.ChildLimits{MaxJobs: 1 << 30}})
+	})
+}
+
+// BenchmarkWarmChild50 is BenchmarkWarmChild at concurrency 50 (the
+// bench module's second setting), where more slots once made it slower.
+func BenchmarkWarmChild50(b *testing.B) {
+	benchWorkerAt(b, 50, func(w *resq.Worker) {
+		registerChildHandlers(w, resq.HandlerOptions{Isolation: resq.ChildProcess, Limits: resq.ChildLimits{MaxJobs: 1 << 30}})
+	})
+}
+
+// BenchmarkInProcess50 is BenchmarkInProcess at concurrency 50.
+func BenchmarkInProcess50(b *testing.B) {
+	benchWorkerAt(b, 50, func(w *resq.Worker) {
+		resq.Handle(w, "Noop", func(ctx context.Context, a []int) error { return nil })
 	})
 }
 

@@ -14,14 +14,18 @@ import (
 // goroutine hand-off per job); stdout and stderr stay free for the
 // handler's own output. Each frame is a 4-byte big-endian length, a type
 // byte, and fields: unsigned varints, and byte strings prefixed by their
-// length as a varint. One job runs at a time per child.
+// length as a varint. One job runs at a time per child; the worker may send
+// the next ones while it runs (they wait in the pipe, in order), and a
+// cancellation of a job the child has not read yet withdraws it: the child
+// answers StatusWithdrawn at once and skips the job when it reads it.
 
 // Frame types.
 const (
-	frameJob    = 'J' // worker → child: run a job
-	frameCancel = 'C' // worker → child (fd 5): cancel the running job
-	frameResult = 'R' // child → worker: a job's outcome
-	frameReady  = 'H' // child → worker: ready to serve (first frame)
+	frameJob      = 'J' // worker → child: run a job
+	frameCancel   = 'C' // worker → child (fd 5): cancel the job (withdraw it if not started)
+	frameWithdraw = 'W' // worker → child (fd 5): withdraw the job if not started, else nothing
+	frameResult   = 'R' // child → worker: a job's outcome
+	frameReady    = 'H' // child → worker: ready to serve (first frame)
 )
 
 // maxFrame bounds a frame (a job's args are limited far below this).
@@ -46,6 +50,9 @@ const (
 	StatusOK      = 0
 	StatusError   = 1
 	StatusSkipped = 2 // the handler returned ErrDontPerform
+	// StatusWithdrawn: the job was cancelled before the child read it, and
+	// was not run (sent by the child's cancellation reader).
+	StatusWithdrawn = 3
 )
 
 // Response is a job's outcome, or the child's ready message.
@@ -79,6 +86,10 @@ func frame(typ byte, body func(frameBuf) frameBuf) []byte {
 
 func encodeCancel(seq uint64) []byte {
 	return frame(frameCancel, func(b frameBuf) frameBuf { return b.uvarint(seq) })
+}
+
+func encodeWithdraw(seq uint64) []byte {
+	return frame(frameWithdraw, func(b frameBuf) frameBuf { return b.uvarint(seq) })
 }
 
 func encodeRequest(r *Request) []byte {
@@ -165,17 +176,18 @@ func readFrame(br *bufio.Reader) (byte, *frameReader, error) {
 	return hdr[4], &frameReader{b: body}, nil
 }
 
-// readCancel reads the next cancellation: the Seq of the job to cancel.
-func readCancel(br *bufio.Reader) (uint64, error) {
+// readCancel reads the next cancellation: the Seq of the job to cancel,
+// and whether it is only to be withdrawn (if not started).
+func readCancel(br *bufio.Reader) (seq uint64, withdrawOnly bool, err error) {
 	typ, fr, err := readFrame(br)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	if typ != frameCancel {
-		return 0, fmt.Errorf("unknown cancel frame %q", typ)
+	if typ != frameCancel && typ != frameWithdraw {
+		return 0, false, fmt.Errorf("unknown cancel frame %q", typ)
 	}
-	seq := fr.uvarint()
-	return seq, fr.err
+	seq = fr.uvarint()
+	return seq, typ == frameWithdraw, fr.err
 }
 
 // ReadRequest reads the next job.

@@ -166,14 +166,21 @@ func (s *Sandbox) Run(ctx context.Context, c Command) (Result, error) {
 	stderr := &tailBuffer{max: c.MaxOutput, meter: meter, watchProcs: c.Limits.Procs > 0}
 	var copiers sync.WaitGroup
 	copiers.Add(2)
-	go func() { defer copiers.Done(); _, _ = io.Copy(stdout, outR) }()
-	go func() { defer copiers.Done(); _, _ = io.Copy(stderr, errR) }()
-	go func() {
-		// A program that does not read its stdin gets EPIPE here, or a
-		// write blocked until it exits; either is fine.
+	go func() { defer copiers.Done(); s.copyOutput(stdout, outR) }()
+	go func() { defer copiers.Done(); s.copyOutput(stderr, errR) }()
+	// A program that does not read its stdin gets EPIPE here, or a write
+	// blocked until it exits; either is fine. Up to PIPE_BUF bytes always
+	// fit in the empty pipe, so a small job's args are written here,
+	// without a goroutine.
+	if len(c.Stdin) <= stdinInline {
 		_, _ = inW.Write(c.Stdin)
 		inW.Close()
-	}()
+	} else {
+		go func() {
+			_, _ = inW.Write(c.Stdin)
+			inW.Close()
+		}()
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
@@ -287,6 +294,24 @@ wait:
 		return res, lim
 	}
 	return res, nil
+}
+
+// stdinInline is PIPE_BUF: a write of at most this many bytes to an empty
+// pipe never blocks.
+const stdinInline = 4096
+
+// copyOutput reads a job's output stream into w until it closes, with a
+// buffer reused across jobs (io.Copy would allocate 32 KiB per stream and
+// job).
+func (s *Sandbox) copyOutput(w io.Writer, r *os.File) {
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 16<<10)
+		bp = &b
+	}
+	// Hiding r's WriteTo makes CopyBuffer use the buffer.
+	_, _ = io.CopyBuffer(w, struct{ io.Reader }{r}, *bp)
+	s.bufs.Put(bp)
 }
 
 // classify names the limit behind a run that ended on its own.

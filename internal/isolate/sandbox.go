@@ -182,6 +182,7 @@ type Sandbox struct {
 	keeperMu   sync.Mutex
 	keeper     *keeper
 	keeperDone bool
+	bufs       sync.Pool // *[]byte for copying job output
 }
 
 // NewSandbox prepares a Sandbox for caps (from Probe). When the cgroup tree
