@@ -9,11 +9,11 @@ import (
 )
 
 // maxGroupWriters is how many flushes of one Client's enqueues are in
-// flight at once. With one RPUSH per queue per flush, 2 measured best with
-// 8 producers (docs/decisions.md, "Concurrent enqueue: one RPUSH per queue
-// per flush"): 1 leaves Redis idle while a reply travels, 4 makes the
-// batches too small to pay for the waiting.
-const maxGroupWriters = 2
+// flight at once. Measured on a quiet machine (docs/decisions.md §26, "Re-
+// measured"): 8 producers ran 54–56k jobs/s with 2, 65–67k with 4, 73–78k
+// with 8 (no grouping); 32 producers 163–168k with 2, 146–156k with 4,
+// 127–128k with 8. 4 keeps most of both.
+const maxGroupWriters = 4
 
 // maxGroupPush bounds how many enqueues share one flush (and so how many
 // values one RPUSH carries).
