@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -161,15 +160,7 @@ func assertLostAckReplyLosesNothing(t *testing.T, b *bundle, proxy *dropReplyPro
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	runs := map[int]int{}
-	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
-		mu.Lock()
-		runs[a[0]]++
-		mu.Unlock()
-		time.Sleep(time.Millisecond)
-		return nil
-	})
+	runs := handleCountingRuns(w)
 	testkit.RunWorker(t, w)
 	testkit.Eventually(t, "every job processed", func() bool {
 		st, err := b.admin.Stats(ctx)
@@ -179,12 +170,10 @@ func assertLostAckReplyLosesNothing(t *testing.T, b *bundle, proxy *dropReplyPro
 	if !proxy.dropped.Load() {
 		t.Fatal("the proxy never dropped an ack reply: the test proved nothing")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	var wrong []string
 	for i := range jobs {
-		if runs[i] != 1 {
-			wrong = append(wrong, fmt.Sprintf("job %d ran %d times", i, runs[i]))
+		if n := runs.of(i); n != 1 {
+			wrong = append(wrong, fmt.Sprintf("job %d ran %d times", i, n))
 		}
 	}
 	if len(wrong) > 0 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -173,16 +172,8 @@ func TestPauseAndStopReturnHeldJobsWithoutLua(t *testing.T) {
 		}
 	}
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 4, PollInterval: 20 * time.Millisecond})
-	var mu sync.Mutex
-	runs := map[int]int{}
-	ran := func() int { mu.Lock(); defer mu.Unlock(); return len(runs) }
-	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
-		mu.Lock()
-		runs[a[0]]++
-		mu.Unlock()
-		time.Sleep(time.Millisecond)
-		return nil
-	})
+	runs := handleCountingRuns(w)
+	ran := runs.distinct
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	// settled: nothing running, nothing in the pickup lists, every job not
@@ -214,10 +205,8 @@ return n`, "0", b.key("resq:pickup:*"))
 		st, _ := b.admin.Stats(ctx)
 		t.Fatalf("after shutdown: stats %+v, %d jobs run, pickup lists %s", st, ran(), b.srv.Do(t, "KEYS", b.key("resq:pickup:*")))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for j, n := range runs {
-		if n != 1 {
+	for j := range jobs {
+		if n := runs.of(j); n > 1 {
 			t.Fatalf("job %d ran %d times", j, n)
 		}
 	}

@@ -1,9 +1,12 @@
 package resq_test
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/resq-go/resq"
 	"github.com/resq-go/resq/internal/redistest"
@@ -58,3 +61,29 @@ func setupOn(t *testing.T, srv *redistest.Server) *bundle {
 	t.Cleanup(func() { conn.Close() })
 	return &bundle{srv: srv, ns: ns, conn: conn, client: testkit.Client(t, conn, resq.ClientConfig{}), admin: resq.NewAdmin(conn)}
 }
+
+// runCounter counts the runs of each job of class "Work" (args [n]); each
+// run sleeps 1 ms, so that jobs overlap acks.
+type runCounter struct {
+	mu   sync.Mutex
+	runs map[int]int
+}
+
+// handleCountingRuns registers the "Work" handler on w.
+func handleCountingRuns(w *resq.Worker) *runCounter {
+	c := &runCounter{runs: map[int]int{}}
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
+		c.mu.Lock()
+		c.runs[a[0]]++
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	return c
+}
+
+// of returns how many times job n ran.
+func (c *runCounter) of(n int) int { c.mu.Lock(); defer c.mu.Unlock(); return c.runs[n] }
+
+// distinct returns how many different jobs ran.
+func (c *runCounter) distinct() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.runs) }

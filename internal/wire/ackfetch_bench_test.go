@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/resq-go/resq/internal/wire"
 )
 
@@ -18,12 +16,7 @@ func BenchmarkAckAndFetch(b *testing.B) {
 	for _, mode := range []string{"scripts", "plain"} {
 		b.Run(mode, func(b *testing.B) {
 			srv := pool.Get(b)
-			opt, err := redis.ParseURL(srv.URL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			rdb := redis.NewClient(opt)
-			defer rdb.Close()
+			rdb := clientOf(b, srv)
 			s := wire.NewStore(rdb, "resque")
 			if mode == "plain" {
 				s.UsePlainCommands()

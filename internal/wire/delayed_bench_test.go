@@ -22,12 +22,7 @@ func BenchmarkMoveDue(b *testing.B) {
 		for _, batch := range []int{100, 300, 1000} {
 			b.Run(fmt.Sprintf("plain=%v/batch=%d", plain, batch), func(b *testing.B) {
 				srv := pool.Get(b)
-				opt, err := redis.ParseURL(srv.URL())
-				if err != nil {
-					b.Fatal(err)
-				}
-				rdb := redis.NewClient(opt)
-				defer rdb.Close()
+				rdb := clientOf(b, srv)
 				s := wire.NewStore(rdb, "bench")
 				if plain {
 					s.UsePlainCommands()

@@ -43,13 +43,19 @@ func newPrivateStore(t *testing.T) (*wire.Store, *redistest.Server) {
 
 func storeOn(t *testing.T, srv *redistest.Server, ns string) (*wire.Store, *redistest.Server) {
 	t.Helper()
+	return wire.NewStore(clientOf(t, srv), ns), srv
+}
+
+// clientOf returns a go-redis client of srv, closed when the test ends.
+func clientOf(tb testing.TB, srv *redistest.Server) *redis.Client {
+	tb.Helper()
 	opt, err := redis.ParseURL(srv.URL())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	return wire.NewStore(rdb, ns), srv
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
 }
 
 var bg = context.Background()

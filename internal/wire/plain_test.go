@@ -85,12 +85,7 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // counted.
 func plainStore(t *testing.T, srv *redistest.Server) (*wire.Store, *roundTrips) {
 	t.Helper()
-	opt, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := clientOf(t, srv)
 	rt := &roundTrips{}
 	rdb.AddHook(rt)
 	s := wire.NewStore(rdb, "resque")
