@@ -23,7 +23,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -172,12 +171,7 @@ func runEnqueue(addr string, admin *raw, shaPush, client string, conc, jobs, rep
 	for range conc {
 		must(warm(ctx))
 	}
-	runtime.GC()
-	var ms0, ms1 runtime.MemStats
-	redis0 := admin.redisCPU()
-	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuSelf()
-	t0 := time.Now()
+	win := startWindow(admin)
 
 	var wg sync.WaitGroup
 	errs := make([]error, conc)
@@ -197,20 +191,10 @@ func runEnqueue(addr string, admin *raw, shaPush, client string, conc, jobs, rep
 		})
 	}
 	wg.Wait()
-	el := time.Since(t0)
-	cpu1 := cpuSelf()
-	runtime.ReadMemStats(&ms1)
-	redis1 := admin.redisCPU()
+	res := win.end(admin, client, "enqueue", conc, jobs, rep)
 	must(errors.Join(errs...))
 	if l, err := admin.do("LLEN", queueKey); err != nil || l != strconv.Itoa(jobs) {
 		panic(fmt.Sprintf("%s/enqueue: LLEN=%s (%v), want %d", client, l, err, jobs))
 	}
-	fj := float64(jobs)
-	return result{
-		client: client, mode: "enqueue", conc: conc, jobs: jobs, rep: rep,
-		jobsPerSec: fj / el.Seconds(),
-		cliCPUus:   float64((cpu1 - cpu0).Microseconds()) / fj,
-		redisCPUus: (redis1 - redis0) * 1e6 / fj,
-		allocs:     float64(ms1.Mallocs-ms0.Mallocs) / fj,
-	}
+	return res
 }

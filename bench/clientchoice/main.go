@@ -377,6 +377,42 @@ type result struct {
 	allocs       float64 // per job
 }
 
+// window is the start of one measured run: what result's per-job figures
+// are deltas of.
+type window struct {
+	ms    runtime.MemStats
+	redis float64
+	cpu   time.Duration
+	t     time.Time
+}
+
+func startWindow(admin *raw) window {
+	runtime.GC()
+	var w window
+	w.redis = admin.redisCPU()
+	runtime.ReadMemStats(&w.ms)
+	w.cpu = cpuSelf()
+	w.t = time.Now()
+	return w
+}
+
+// end measures the run that started at w.
+func (w window) end(admin *raw, client, mode string, conc, jobs, rep int) result {
+	el := time.Since(w.t)
+	cpu := cpuSelf()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	redis := admin.redisCPU()
+	fj := float64(jobs)
+	return result{
+		client: client, mode: mode, conc: conc, jobs: jobs, rep: rep,
+		jobsPerSec: fj / el.Seconds(),
+		cliCPUus:   float64((cpu - w.cpu).Microseconds()) / fj,
+		redisCPUus: (redis - w.redis) * 1e6 / fj,
+		allocs:     float64(ms.Mallocs-w.ms.Mallocs) / fj,
+	}
+}
+
 func cpuSelf() time.Duration {
 	var ru syscall.Rusage
 	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
@@ -402,12 +438,7 @@ func runOnce(addr string, admin *raw, shaOne, shaBatch, client, mode string, con
 		wids[i] = fmt.Sprintf("%s:%d+%d:q", host, os.Getpid(), i)
 	}
 
-	runtime.GC()
-	var ms0, ms1 runtime.MemStats
-	redis0 := admin.redisCPU()
-	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuSelf()
-	t0 := time.Now()
+	win := startWindow(admin)
 
 	var err error
 	switch mode {
@@ -423,10 +454,7 @@ func runOnce(addr string, admin *raw, shaOne, shaBatch, client, mode string, con
 		err = r.batch(ctx, shaBatch, wids)
 	}
 
-	el := time.Since(t0)
-	cpu1 := cpuSelf()
-	runtime.ReadMemStats(&ms1)
-	redis1 := admin.redisCPU()
+	res := win.end(admin, client, mode, conc, jobs, rep)
 	must(err)
 
 	// Sanity: every job was acked exactly once and nothing is left in flight.
@@ -444,14 +472,7 @@ func runOnce(addr string, admin *raw, shaOne, shaBatch, client, mode string, con
 		}
 	}
 
-	fj := float64(jobs)
-	return result{
-		client: client, mode: mode, conc: conc, jobs: jobs, rep: rep,
-		jobsPerSec: fj / el.Seconds(),
-		cliCPUus:   float64((cpu1 - cpu0).Microseconds()) / fj,
-		redisCPUus: (redis1 - redis0) * 1e6 / fj,
-		allocs:     float64(ms1.Mallocs-ms0.Mallocs) / fj,
-	}
+	return res
 }
 
 func freePort() int {
