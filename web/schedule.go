@@ -123,18 +123,28 @@ func (h *Handler) schedule(w http.ResponseWriter, r *http.Request, p principal) 
 	h.renderPage(w, r, p, "schedule", "Schedule", "schedule", d)
 }
 
+// scheduleForm reads the schedule a form acts on; when there is none to act
+// on (no schedule source, no name) it records and answers the refusal.
+func (h *Handler) scheduleForm(w http.ResponseWriter, r *http.Request, p principal, action, verb string) (name, target string, ok bool) {
+	name = r.PostForm.Get("job_name")
+	target = "schedule/" + name
+	if h.cfg.Schedules != nil && name != "" {
+		return name, target, true
+	}
+	msg := "this dashboard has no schedule source"
+	if name == "" {
+		msg = "the form names no schedule (job_name)"
+	}
+	h.record(r, p, action, target, msg, false)
+	h.done(w, r, p, "/schedule", verb+": "+msg+".", true)
+	return name, target, false
+}
+
 func (h *Handler) scheduleRequeue(w http.ResponseWriter, r *http.Request, p principal) {
 	ctx, cancel := h.reqCtx(r)
 	defer cancel()
-	name := r.PostForm.Get("job_name")
-	target := "schedule/" + name
-	if h.cfg.Schedules == nil || name == "" {
-		msg := "this dashboard has no schedule source"
-		if name == "" {
-			msg = "the form names no schedule (job_name)"
-		}
-		h.record(r, p, "schedule.enqueue_now", target, msg, false)
-		h.done(w, r, p, "/schedule", "Enqueue now: "+msg+".", true)
+	name, target, ok := h.scheduleForm(w, r, p, "schedule.enqueue_now", "Enqueue now")
+	if !ok {
 		return
 	}
 	queue, err := h.cfg.Schedules.EnqueueScheduleNow(ctx, name)
@@ -150,15 +160,8 @@ func (h *Handler) scheduleRequeue(w http.ResponseWriter, r *http.Request, p prin
 func (h *Handler) scheduleRemove(w http.ResponseWriter, r *http.Request, p principal) {
 	ctx, cancel := h.reqCtx(r)
 	defer cancel()
-	name := r.PostForm.Get("job_name")
-	target := "schedule/" + name
-	if h.cfg.Schedules == nil || name == "" {
-		msg := "this dashboard has no schedule source"
-		if name == "" {
-			msg = "the form names no schedule (job_name)"
-		}
-		h.record(r, p, "schedule.remove", target, msg, false)
-		h.done(w, r, p, "/schedule", "Remove: "+msg+".", true)
+	name, target, ok := h.scheduleForm(w, r, p, "schedule.remove", "Remove")
+	if !ok {
 		return
 	}
 	err := h.cfg.Schedules.RemoveSchedule(ctx, name)
