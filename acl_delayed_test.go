@@ -18,21 +18,10 @@ import (
 // any denial in ACL LOG fails the test.
 func TestACLRolesDelayed(t *testing.T) {
 	t.Parallel()
-	for _, scripting := range []bool{true, false} {
-		scripting := scripting
-		name := "scripting"
-		if !scripting {
-			name = "no-scripting"
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			t.Run("producer", func(t *testing.T) { t.Parallel(); aclProducerDelayed(t, scripting) })
-			t.Run("worker", func(t *testing.T) { t.Parallel(); aclWorkerRetryScheduler(t, scripting) })
-			t.Run("scheduler", func(t *testing.T) { t.Parallel(); aclScheduler(t, scripting) })
-			t.Run("viewer", func(t *testing.T) { t.Parallel(); aclViewerDelayed(t, scripting) })
-			t.Run("admin", func(t *testing.T) { t.Parallel(); aclAdminDelayed(t, scripting) })
-		})
-	}
+	runACLRoles(t, map[string]func(*testing.T, bool){
+		"producer": aclProducerDelayed, "worker": aclWorkerRetryScheduler, "scheduler": aclScheduler,
+		"viewer": aclViewerDelayed, "admin": aclAdminDelayed,
+	})
 }
 
 // aclRunScheduler runs a Scheduler on conn until the returned stop is

@@ -85,18 +85,24 @@ func mustNoperm(t *testing.T, what string, err error) {
 
 func TestACLRoles(t *testing.T) {
 	t.Parallel()
+	runACLRoles(t, map[string]func(*testing.T, bool){
+		"producer": aclProducer, "worker": aclWorker, "viewer": aclViewer, "admin": aclAdmin,
+	})
+}
+
+// runACLRoles runs each role's test, in parallel, with and without
+// @scripting in the role's generated user.
+func runACLRoles(t *testing.T, roles map[string]func(t *testing.T, scripting bool)) {
 	for _, scripting := range []bool{true, false} {
-		scripting := scripting
 		name := "scripting"
 		if !scripting {
 			name = "no-scripting"
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			t.Run("producer", func(t *testing.T) { t.Parallel(); aclProducer(t, scripting) })
-			t.Run("worker", func(t *testing.T) { t.Parallel(); aclWorker(t, scripting) })
-			t.Run("viewer", func(t *testing.T) { t.Parallel(); aclViewer(t, scripting) })
-			t.Run("admin", func(t *testing.T) { t.Parallel(); aclAdmin(t, scripting) })
+			for role, fn := range roles {
+				t.Run(role, func(t *testing.T) { t.Parallel(); fn(t, scripting) })
+			}
 		})
 	}
 }
