@@ -55,10 +55,7 @@ func TestEnqueueDelayedAndDelayedCommands(t *testing.T) {
 	if st.Jobs != 0 {
 		t.Errorf("jobs left: %+v", st)
 	}
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	f.usageErrors([]usageCase{
 		{[]string{"enqueue", "--in", "1m", "--at", "2099-01-01T00:00:00Z", "--queue", "q", "X"}, "not both"},
 		{[]string{"enqueue", "--at", "tomorrow", "--queue", "q", "X"}, "RFC 3339"},
 		{[]string{"enqueue", "--in", "soon", "--queue", "q", "X"}, "not a duration"},
@@ -67,12 +64,7 @@ func TestEnqueueDelayedAndDelayedCommands(t *testing.T) {
 		{[]string{"delayed", "enqueue-now", "--all", "--class-queue", "X"}, "CLASS=QUEUE"},
 		{[]string{"scheduler", "--lock-ttl", "2s", "--lock-refresh", "2s"}, "shorter than --lock-ttl"},
 		{[]string{"work", "--queues", "q", "--exec", "X=/bin/true", "--no-scheduler", "--class-queue", "X=q"}, "--no-scheduler"},
-	} {
-		r := f.run(c.args...)
-		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
-			t.Errorf("resq %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
-		}
-	}
+	})
 }
 
 // resq work runs a scheduler by default: a job delayed by a second runs.

@@ -87,6 +87,23 @@ func runWith(env []string, args ...string) result {
 }
 
 // run runs a command against the fixture's Redis and namespace.
+// usageCase is a command line and what its usage error must say.
+type usageCase struct {
+	args []string
+	want string
+}
+
+// usageErrors runs each case and checks that it exits 2 (usage) with want
+// in its stderr.
+func (f *fixture) usageErrors(cases []usageCase) {
+	f.t.Helper()
+	for _, c := range cases {
+		if r := f.run(c.args...); r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			f.t.Errorf("resq %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
+		}
+	}
+}
+
 func (f *fixture) run(args ...string) result {
 	f.t.Helper()
 	return runWith(f.env, args...)

@@ -70,10 +70,7 @@ func TestScheduleCommands(t *testing.T) {
 
 	bad := filepath.Join(dir, "bad.yml")
 	os.WriteFile(bad, []byte("broken:\n  cron: \"0 25 * * *\"\n  class: X\n  queue: q\n"), 0o644)
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	f.usageErrors([]usageCase{
 		{[]string{"schedule", "set", "x", "--cron", "99 * * * *", "--class", "X"}, `schedule "x", field "cron"`},
 		{[]string{"schedule", "set", "x", "--every", "often", "--class", "X"}, `field "every"`},
 		{[]string{"schedule", "set", "x"}, "give the config"},
@@ -85,12 +82,7 @@ func TestScheduleCommands(t *testing.T) {
 		{[]string{"scheduler", "--catch-up", "all"}, "latest or none"},
 		{[]string{"work", "--queues", "q", "--exec", "X=/bin/true", "--schedule", bad}, `schedule "broken"`},
 		{[]string{"work", "--queues", "q", "--exec", "X=/bin/true", "--no-scheduler", "--schedule", file}, "--no-scheduler"},
-	} {
-		r := f.run(c.args...)
-		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
-			t.Errorf("resq %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
-		}
-	}
+	})
 }
 
 // Three resq scheduler processes fire an every-2s schedule file, signed;
