@@ -35,41 +35,9 @@ func aclConn(t *testing.T, b *bundle, role resq.ACLRole, scripting bool) (*resq.
 	return openConn(t, resq.ConnConfig{URL: url, Namespace: b.ns}), user
 }
 
-// denials returns the ACL LOG entries of user, rendered one per line.
-// Without scripting, the one refused script probe per process is expected
-// (resq then switches to plain commands); allowScriptProbe drops those.
-func denials(t *testing.T, srv *redistest.Server, user string, allowScriptProbe bool) []string {
-	t.Helper()
-	out := srv.Do(t, "ACL", "LOG", "256")
-	// Entries are flat key/value lists; split on "count".
-	var res []string
-	fields := strings.Split(out, "\n")
-	var cur map[string]string
-	flush := func() {
-		if cur == nil || cur["username"] != user {
-			return
-		}
-		if allowScriptProbe && cur["reason"] == "command" && (cur["object"] == "script|load" || cur["object"] == "evalsha" || cur["object"] == "eval") {
-			return
-		}
-		res = append(res, fmt.Sprintf("%s %s (context %s)", cur["reason"], cur["object"], cur["context"]))
-	}
-	for i := 0; i+1 < len(fields); i += 2 {
-		if fields[i] == "count" {
-			flush()
-			cur = map[string]string{}
-		}
-		if cur != nil {
-			cur[fields[i]] = fields[i+1]
-		}
-	}
-	flush()
-	return res
-}
-
 func checkNoDenials(t *testing.T, srv *redistest.Server, user string, scripting bool) {
 	t.Helper()
-	if d := denials(t, srv, user, !scripting); len(d) > 0 {
+	if d := srv.ACLDenials(t, user, !scripting); len(d) > 0 {
 		t.Errorf("user %s was denied:\n  %s", user, strings.Join(d, "\n  "))
 	}
 }

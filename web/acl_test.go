@@ -49,36 +49,6 @@ func aclDashboard(t *testing.T, role resq.ACLRole, scripting bool) (*fixture, st
 	return f, user
 }
 
-// aclDenials returns the ACL LOG entries of user, one per line; without
-// scripting, the refused script probes (resq then uses plain commands) are
-// left out.
-func aclDenials(t *testing.T, f *fixture, user string, scripting bool) []string {
-	t.Helper()
-	fields := strings.Split(f.srv.Do(t, "ACL", "LOG", "256"), "\n")
-	var res []string
-	var cur map[string]string
-	flush := func() {
-		if cur == nil || cur["username"] != user {
-			return
-		}
-		if !scripting && cur["reason"] == "command" && (cur["object"] == "script|load" || cur["object"] == "evalsha" || cur["object"] == "eval") {
-			return
-		}
-		res = append(res, fmt.Sprintf("%s %s (context %s)", cur["reason"], cur["object"], cur["context"]))
-	}
-	for i := 0; i+1 < len(fields); i += 2 {
-		if fields[i] == "count" {
-			flush()
-			cur = map[string]string{}
-		}
-		if cur != nil {
-			cur[fields[i]] = fields[i+1]
-		}
-	}
-	flush()
-	return res
-}
-
 // seedDelayed stores delayed jobs and a persistent schedule, and names a
 // scheduler master.
 func seedDelayed(t *testing.T, f *fixture) time.Time {
@@ -140,7 +110,7 @@ func TestDashboardACLDelayedSchedule(t *testing.T) {
 				// The only denials are the audit writes, which every page
 				// reports.
 				// (MULTI LPUSH LTRIM EXEC on resq:audit).
-				for _, d := range aclDenials(t, f, user, scripting) {
+				for _, d := range f.srv.ACLDenials(t, user, !scripting) {
 					switch strings.Fields(d)[1] {
 					case "multi", "lpush", "ltrim", "exec":
 					default:
@@ -191,7 +161,7 @@ func TestDashboardACLDelayedSchedule(t *testing.T) {
 				post("/schedule/remove", url.Values{"job_name": {"gone"}})
 				page := b.get("/schedule").body
 				mustNotContain(t, "/schedule after the actions", page, "NOPERM", "cannot be written")
-				if d := aclDenials(t, f, user, scripting); len(d) > 0 {
+				if d := f.srv.ACLDenials(t, user, !scripting); len(d) > 0 {
 					t.Errorf("admin denied:\n  %s", strings.Join(d, "\n  "))
 				}
 				got := []int64{}
