@@ -102,7 +102,9 @@ type Enqueued struct {
 // implement Validator are validated first. The returned error is non-nil
 // whenever the job did not reach Redis; it matches ErrPayloadLimit when the
 // job is over a Limits bound, ErrInvalidArgs when an argument is refused and
-// ErrQueueFull when a capped queue is full.
+// ErrQueueFull when a capped queue is full. With ConnConfig.ReplicaAcks it
+// matches ErrNotReplicated when the master stored the job but its replicas
+// did not confirm it in time.
 //
 // Enqueue is the common case. For anything else (args already encoded as
 // JSON, encryption of one job) use EnqueueWith; for many jobs at once,
@@ -221,7 +223,8 @@ type BatchResult struct {
 // EnqueueBatch pushes many jobs in one pipelined round trip and checks every
 // reply; each job goes through validation, limits, signing and middleware as
 // with EnqueueWith. The returned slice has one result per job, in order; the
-// error is non-nil when any job did not reach Redis. Jobs for capped queues
+// error is non-nil when any job was not enqueued, and wraps the first
+// job's error. Jobs for capped queues
 // (ClientConfig.QueueCaps) are pushed one at a time. Enqueue middleware runs
 // per job before the batch is written, so code after next() in a middleware
 // sees the job accepted into the batch, not yet in Redis.
@@ -273,7 +276,14 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []EnqueueParams) ([]Batc
 		}
 	}
 	if failed > 0 {
-		return out, fmt.Errorf("enqueue batch: %d of %d jobs did not reach Redis (see the results)", failed, len(jobs))
+		var first error
+		for _, r := range out {
+			if r.Err != nil {
+				first = r.Err
+				break
+			}
+		}
+		return out, fmt.Errorf("enqueue batch: %d of %d jobs not enqueued (see the results); the first: %w", failed, len(jobs), first)
 	}
 	return out, nil
 }

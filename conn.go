@@ -460,3 +460,52 @@ func plainDialer(timeout time.Duration) func(ctx context.Context, network, addr 
 
 // bareConn is a net.Conn with nothing else (no SyscallConn).
 type bareConn struct{ net.Conn }
+
+// Replica acknowledgement parameters of the URL (ConnConfig.ReplicaAcks).
+const (
+	paramReplicaAcks    = "replica_acks"
+	paramReplicaTimeout = "replica_ack_timeout"
+)
+
+// takeReplicaParams moves the URL's replica_acks and replica_ack_timeout
+// parameters into cfg (fields already set win) and removes them from the
+// URL, which go-redis would refuse them in; it checks the values.
+func takeReplicaParams(cfg ConnConfig) (ConnConfig, error) {
+	if i := strings.IndexByte(cfg.URL, '?'); i >= 0 {
+		q, err := url.ParseQuery(cfg.URL[i+1:])
+		if err != nil {
+			return cfg, fmt.Errorf("redis URL %q: %v", redactConnURL(cfg.URL), err)
+		}
+		if v, ok := q[paramReplicaAcks]; ok {
+			n, err := strconv.Atoi(v[0])
+			if err != nil || n < 0 {
+				return cfg, fmt.Errorf("redis URL %q: %s=%q: want a number of replicas (0 or more)", redactConnURL(cfg.URL), paramReplicaAcks, v[0])
+			}
+			if cfg.ReplicaAcks == 0 {
+				cfg.ReplicaAcks = n
+			}
+			q.Del(paramReplicaAcks)
+		}
+		if v, ok := q[paramReplicaTimeout]; ok {
+			d, err := time.ParseDuration(v[0])
+			if err != nil || d <= 0 {
+				return cfg, fmt.Errorf("redis URL %q: %s=%q: want a duration such as 500ms or 2s", redactConnURL(cfg.URL), paramReplicaTimeout, v[0])
+			}
+			if cfg.ReplicaAckTimeout == 0 {
+				cfg.ReplicaAckTimeout = d
+			}
+			q.Del(paramReplicaTimeout)
+		}
+		cfg.URL = cfg.URL[:i]
+		if len(q) > 0 {
+			cfg.URL += "?" + q.Encode()
+		}
+	}
+	if cfg.ReplicaAcks < 0 {
+		return cfg, fmt.Errorf("ConnConfig.ReplicaAcks is %d: want 0 (off) or the number of replicas that must confirm each enqueue", cfg.ReplicaAcks)
+	}
+	if cfg.ReplicaAckTimeout < 0 {
+		return cfg, fmt.Errorf("ConnConfig.ReplicaAckTimeout is %v: want a positive duration (default 1s)", cfg.ReplicaAckTimeout)
+	}
+	return cfg, nil
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/resq-go/resq/internal/envelope"
+	"github.com/resq-go/resq/internal/wire"
 )
 
 var (
@@ -24,6 +25,11 @@ var (
 	// EnqueueWith and EnqueueBatch return it, and a worker's failure record
 	// for such a job is named ExceptionPayloadLimit.
 	ErrPayloadLimit = envelope.ErrLimit
+	// ErrNotReplicated is matched by the error of an enqueue the master
+	// stored but fewer replicas than ConnConfig.ReplicaAcks confirmed in
+	// time. The job may run, or be lost if the master fails over now;
+	// enqueueing it again may run it twice.
+	ErrNotReplicated = wire.ErrNotReplicated
 )
 
 // Exception names resq writes in failure records for its own failure kinds.

@@ -37,7 +37,7 @@ func ExampleClient_EnqueueBatch() {
 	n, _ := resq.NewAdmin(conn).QueueSize(ctx, "mail")
 	fmt.Println("queued:", n)
 	// Output:
-	// enqueue batch: 1 of 3 jobs did not reach Redis (see the results)
+	// enqueue batch: 1 of 3 jobs not enqueued (see the results); the first: enqueue SendWelcome to queue mail: argument 0: resq: invalid job arguments: user_id must be positive
 	// 0 enqueued to mail
 	// 1 refused: true
 	// 2 enqueued to mail

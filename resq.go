@@ -58,6 +58,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -104,6 +105,21 @@ type ConnConfig struct {
 	// blocking pickups hold up to 16).
 	// On a Cluster it is per node.
 	PoolSize int
+	// ReplicaAcks, when above 0, makes every enqueue (Enqueue, EnqueueBatch,
+	// EnqueueAt/In, capped queues) wait until that many replicas confirm
+	// it (Redis WAIT, pipelined behind the write on its connection) and
+	// return an error wrapping ErrNotReplicated when they do not within
+	// ReplicaAckTimeout. Redis replicates asynchronously, so without it an
+	// enqueue the master acknowledged in the instant before a failover
+	// can be lost (Sentinel's own failover opens such a window). An
+	// unconfirmed enqueue is stored on the master and may still run;
+	// retrying it may run the job twice. Workers' and the scheduler's
+	// writes are not confirmed: losing one makes a job run again, never
+	// vanish. Default 0; the URL parameter replica_acks=N sets it too.
+	ReplicaAcks int
+	// ReplicaAckTimeout bounds each confirmation. Default 1s; the URL
+	// parameter replica_ack_timeout=500ms sets it too.
+	ReplicaAckTimeout time.Duration
 	// Logger receives connection-level messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -129,13 +145,19 @@ func Open(cfg ConnConfig) (*Conn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg, err := takeReplicaParams(cfg)
+	if err != nil {
+		return nil, err
+	}
 	rdb, desc, err := newUniversalClient(cfg)
 	if err != nil {
 		return nil, err
 	}
+	store := wire.NewStore(rdb, cfg.Namespace)
+	store.SetReplicaAcks(cfg.ReplicaAcks, cfg.ReplicaAckTimeout)
 	return &Conn{
 		rdb:    rdb,
-		store:  wire.NewStore(rdb, cfg.Namespace),
+		store:  store,
 		logger: cfg.Logger,
 		desc:   desc,
 	}, nil

@@ -12,6 +12,9 @@ import (
 // slots (redis-cli --cluster create), private to the test.
 type Cluster struct {
 	Nodes []*Server
+	// Replicas are the nodes AddReplica started.
+	Replicas []*Server
+	opts     Options
 }
 
 // StartCluster starts three cluster-mode servers, joins them with
@@ -23,19 +26,9 @@ func StartCluster(tb testing.TB, o Options) *Cluster {
 	if err != nil {
 		tb.Fatalf("redistest: redis-cli not found on PATH; install it (Debian: apt-get install -y redis-tools)")
 	}
-	c := &Cluster{}
+	c := &Cluster{opts: o}
 	for i := 0; i < 3; i++ {
-		bus, err := freePort()
-		if err != nil {
-			tb.Fatalf("redistest: %v", err)
-		}
-		no := o
-		no.Args = append(append([]string(nil), o.Args...),
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000",
-			"--cluster-port", strconv.Itoa(bus))
-		c.Nodes = append(c.Nodes, StartWith(tb, no))
+		c.Nodes = append(c.Nodes, c.startNode(tb))
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -51,6 +44,68 @@ func StartCluster(tb testing.TB, o Options) *Cluster {
 		})
 	}
 	return c
+}
+
+// startNode starts one cluster-mode server with its own bus port.
+func (c *Cluster) startNode(tb testing.TB) *Server {
+	tb.Helper()
+	bus, err := freePort()
+	if err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	no := c.opts
+	no.Args = append(append([]string(nil), c.opts.Args...),
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", "5000",
+		"--cluster-port", strconv.Itoa(bus))
+	return StartWith(tb, no)
+}
+
+// AddReplica starts a node, makes it a replica of master (CLUSTER MEET,
+// CLUSTER REPLICATE) and returns once its link to master is up and master
+// counts it among its replicas. A cluster replica answers reads only on a
+// connection that sent READONLY.
+func (c *Cluster) AddReplica(tb testing.TB, master *Server) *Server {
+	tb.Helper()
+	master.Do(tb, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
+	r := c.startNode(tb)
+	id := master.Do(tb, "CLUSTER", "MYID")
+	// the master's bus port, from its "myself" line (ip:port@bus)
+	bus := ""
+	for _, line := range strings.Split(master.Do(tb, "CLUSTER", "NODES"), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && strings.Contains(f[2], "myself") {
+			_, b, _ := strings.Cut(f[1], "@")
+			bus, _, _ = strings.Cut(b, ",")
+		}
+	}
+	r.Do(tb, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(master.Port()), bus)
+	waitFor(tb, 20*time.Second, "the new node to learn the master's id", func() (bool, string) {
+		nodes, err := r.Try("CLUSTER", "NODES")
+		return err == nil && strings.Contains(nodes, id), nodes
+	})
+	waitFor(tb, 20*time.Second, "CLUSTER REPLICATE", func() (bool, string) {
+		out, err := r.Try("CLUSTER", "REPLICATE", id)
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, out
+	})
+	waitFor(tb, 20*time.Second, "the replica's link to the master", func() (bool, string) {
+		info, err := r.Try("INFO", "replication")
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return false, info
+		}
+		minfo, err := master.Try("INFO", "replication")
+		return err == nil && strings.Contains(minfo, "connected_slaves:1"), minfo
+	})
+	waitFor(tb, 20*time.Second, "cluster_state:ok on the replica", func() (bool, string) {
+		info, err := r.Try("CLUSTER", "INFO")
+		return err == nil && strings.Contains(info, "cluster_state:ok"), info
+	})
+	waitStreaming(tb, master)
+	c.Replicas = append(c.Replicas, r)
+	return r
 }
 
 // Addrs returns the nodes' addresses.

@@ -10,7 +10,7 @@ import (
 
 // SentinelOptions configures StartSentinel.
 type SentinelOptions struct {
-	// Options apply to the master and the replica.
+	// Options apply to the master and the replicas.
 	Options
 	// MasterName is the monitored name. Default "mymaster".
 	MasterName string
@@ -23,15 +23,19 @@ type SentinelOptions struct {
 	SentinelPassword string
 	// SentinelArgs are extra sentinel.conf lines.
 	SentinelArgs []string
+	// Replicas is the number of replicas. Default 1.
+	Replicas int
 }
 
-// Sentinel is a master, one replica and three redis-sentinel processes
-// (quorum 2) watching them, all private to the test. Roles change on a
-// failover: Master and Replica are the processes started in those roles;
+// Sentinel is a master, its replicas (one unless SentinelOptions.Replicas
+// says more) and three redis-sentinel processes (quorum 2) watching them,
+// all private to the test. Roles change on a failover: Master and Replicas
+// are the processes started in those roles (Replica is the first replica);
 // MasterAddr asks the sentinels which one is the master now.
 type Sentinel struct {
 	MasterName      string
 	Master, Replica *Server
+	Replicas        []*Server
 	Sentinels       []*Server
 }
 
@@ -48,19 +52,18 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Sentinel {
 	}
 	d := &Sentinel{MasterName: o.MasterName}
 	d.Master = StartWith(tb, o.Options)
-	ro := o.Options
-	ro.Args = append(append([]string(nil), ro.Args...), "--replicaof", "127.0.0.1", strconv.Itoa(d.Master.Port()))
 	if o.Password != "" {
-		ro.Args = append(ro.Args, "--masterauth", o.Password)
 		// the old master becomes a replica after a failover
 		d.Master.opts.Args = append(d.Master.opts.Args, "--masterauth", o.Password)
 		d.Master.Do(tb, "CONFIG", "SET", "masterauth", o.Password)
 	}
-	d.Replica = StartWith(tb, ro)
-	waitFor(tb, 10*time.Second, "replica to sync with the master", func() (bool, string) {
-		info, err := d.Replica.Try("INFO", "replication")
-		return err == nil && strings.Contains(info, "master_link_status:up"), info
-	})
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	for range o.Replicas {
+		d.Replicas = append(d.Replicas, StartReplica(tb, d.Master, o.Options))
+	}
+	d.Replica = d.Replicas[0]
 	conf := strings.Join(append([]string{
 		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", o.MasterName, d.Master.Port()),
 		fmt.Sprintf("sentinel down-after-milliseconds %s %d", o.MasterName, o.DownAfter.Milliseconds()),
@@ -84,7 +87,7 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Sentinel {
 				return false, err.Error()
 			}
 			f := flatPairs(st)
-			return f["num-slaves"] == "1" && f["num-other-sentinels"] == "2", st
+			return f["num-slaves"] == strconv.Itoa(o.Replicas) && f["num-other-sentinels"] == "2", st
 		})
 	}
 	return d
@@ -121,15 +124,15 @@ func (d *Sentinel) MasterAddr(tb testing.TB) string {
 	return ""
 }
 
-// ServerAt returns Master or Replica, whichever listens on addr.
+// ServerAt returns Master or the replica that listens on addr.
 func (d *Sentinel) ServerAt(tb testing.TB, addr string) *Server {
 	tb.Helper()
-	for _, s := range []*Server{d.Master, d.Replica} {
+	for _, s := range append([]*Server{d.Master}, d.Replicas...) {
 		if s.Addr() == addr {
 			return s
 		}
 	}
-	tb.Fatalf("redistest: %s is neither the master nor the replica", addr)
+	tb.Fatalf("redistest: %s is neither the master nor a replica", addr)
 	return nil
 }
 

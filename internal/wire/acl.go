@@ -30,8 +30,10 @@ func Roles() []string {
 // Commands every role needs: the connection handshake (go-redis sends
 // HELLO or AUTH, and SELECT for a database other than 0; resq turns off its
 // CLIENT SETINFO, which Redis before 7.2 does not know and an ACL could not
-// name), PING, TIME, EXISTS (ProbeAccess), and the cluster client's topology reads.
-var aclBase = []string{"ping", "hello", "auth", "select", "exists", "cluster|slots", "cluster|shards", "cluster|nodes", "readonly", "time"}
+// name), PING, TIME, EXISTS (ProbeAccess), the cluster client's topology
+// reads, and WAIT, which follows every enqueue when ConnConfig.ReplicaAcks
+// is set (any role's program may enqueue; WAIT reads no data).
+var aclBase = []string{"ping", "hello", "auth", "select", "exists", "cluster|slots", "cluster|shards", "cluster|nodes", "readonly", "time", "wait"}
 
 // scripting commands: the Store runs scripts with EVALSHA, falling back to
 // EVAL on NOSCRIPT; ProbeScripts loads the fetch script with SCRIPT LOAD.

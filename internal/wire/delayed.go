@@ -191,7 +191,7 @@ func (s *Store) pushDelayedChunk(ctx context.Context, items []DelayedPush) error
 		keys = append(keys, s.Keys.Delayed(it.TS), s.Keys.Timestamps(it.Item))
 		args = append(args, it.Item, it.TS)
 	}
-	err := delayedPushScript.Run(ctx, s.rdb, keys, args...).Err()
+	_, err := s.runScript(ctx, delayedPushScript, keys, args...)
 	if s.scriptRefused(err) {
 		return s.pushDelayedPlain(ctx, items)
 	}
@@ -221,7 +221,7 @@ return 1
 // the earliest timestamp of the call (the scheduler re-reads the schedule
 // on every wake, so a needless wake costs one read).
 func (s *Store) pushDelayedPlain(ctx context.Context, items []DelayedPush) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	push := func(p redis.Pipeliner) error {
 		low := items[0].TS
 		for _, it := range items {
 			p.RPush(ctx, s.Keys.Delayed(it.TS), it.Item)
@@ -231,8 +231,20 @@ func (s *Store) pushDelayedPlain(ctx context.Context, items []DelayedPush) error
 		}
 		p.Publish(ctx, s.Keys.DelayedWake(), strconv.FormatInt(low, 10))
 		return nil
-	})
-	return err
+	}
+	if s.acks.n == 0 {
+		_, err := s.rdb.TxPipelined(ctx, push)
+		return err
+	}
+	// The WAIT must follow the EXEC on its connection: a WATCH
+	// transaction holds one (watching the schedule, which a concurrent
+	// push may change; watchRetry then runs it again).
+	return s.watchRetry(ctx, func(tx *redis.Tx) error {
+		if _, err := tx.TxPipelined(ctx, push); err != nil {
+			return err
+		}
+		return s.confirmed(s.confirmIn(ctx, tx))
+	}, s.Keys.DelayedSchedule())
 }
 
 // DelayedTimestamp is one timestamp of the schedule and its item count.

@@ -349,6 +349,9 @@ func (s *Store) pushCappedPlain(ctx context.Context, queue string, payload []byt
 			return nil
 		})
 		pushed = err == nil
+		if pushed {
+			err = s.confirmed(s.confirmIn(ctx, tx))
+		}
 		return err
 	}, key)
 	return n, pushed, err

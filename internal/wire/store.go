@@ -36,6 +36,8 @@ type Store struct {
 	history    minuteKey
 	// hold is what the plain acks hold ahead in pickup lists (plain.go).
 	hold pickupHold
+	// acks makes enqueue writes wait for replicas (replicas.go).
+	acks replicaAcks
 }
 
 // slotKeyset is the key names of one worker id.
@@ -79,12 +81,22 @@ func (s *Store) ServerTime(ctx context.Context) (time.Time, error) {
 // the RPUSH fails after the SADD, only an empty queue name is left). Every
 // reply is checked.
 func (s *Store) Push(ctx context.Context, queue string, payload []byte) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	node, err := s.writeNode(ctx)
+	if err != nil {
+		return err
+	}
+	var push *redis.IntCmd
+	var w *redis.IntCmd
+	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, s.Keys.Queues(), queue)
-		p.RPush(ctx, s.Keys.Queue(queue), payload)
+		push = p.RPush(ctx, s.Keys.Queue(queue), payload)
+		w = s.confirmIn(ctx, p)
 		return nil
 	})
-	return err
+	if w == nil || push.Err() != nil {
+		return err
+	}
+	return s.confirmed(w)
 }
 
 // QueuedPayload is one job for PushMany.
@@ -118,8 +130,16 @@ func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
 		}
 		runs[r].at = append(runs[r].at, i)
 	}
+	node, err := s.writeNode(ctx)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	cmds := make([]*redis.IntCmd, len(runs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var w *redis.IntCmd
+	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		added := map[string]bool{}
 		for _, r := range runs {
 			if !added[r.queue] {
@@ -134,13 +154,17 @@ func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
 			}
 			cmds[k] = p.RPush(ctx, s.Keys.Queue(r.queue), vals...)
 		}
+		w = s.confirmIn(ctx, p)
 		return nil
 	})
+	unconfirmed := s.confirmed(w)
 	for k, c := range cmds {
 		var e error
 		switch {
 		case c.Err() != nil:
 			e = c.Err()
+		case w != nil:
+			e = unconfirmed
 		case err != nil && c.Val() == 0:
 			e = err
 		}
@@ -157,14 +181,21 @@ func (s *Store) PushCapped(ctx context.Context, queue string, payload []byte, li
 	if s.plain.Load() {
 		return s.pushCappedPlain(ctx, queue, payload, limit)
 	}
-	res, err := pushCappedScript.Run(ctx, s.rdb, []string{s.Keys.Queues(), s.Keys.Queue(queue)}, queue, payload, limit).Int64Slice()
+	c, err := s.runScript(ctx, pushCappedScript, []string{s.Keys.Queues(), s.Keys.Queue(queue)}, queue, payload, limit)
 	if s.scriptRefused(err) {
 		return s.pushCappedPlain(ctx, queue, payload, limit)
 	}
-	if err != nil {
+	res, rerr := c.Int64Slice()
+	if rerr != nil || len(res) != 2 {
+		if err == nil {
+			err = fmt.Errorf("capped push: unexpected reply %v (%v)", c.Val(), rerr)
+		}
 		return 0, false, err
 	}
-	return res[0], res[1] == 1, nil
+	if res[1] != 1 {
+		return res[0], false, nil // refused: nothing was written to confirm
+	}
+	return res[0], true, err // err: the push was not confirmed
 }
 
 var pushCappedScript = redis.NewScript(`
