@@ -63,7 +63,7 @@ func (g *globals) init(env map[string]string) error {
 // defaults, so a command's flag set does not undo what was parsed before
 // the command name.
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.Var(&g.redis, "redis", "Redis `URL`: redis://[user:password@]host:port/db, rediss:// for TLS, redis+sentinel://S1:26379,S2:26379/MASTER/db, redis+cluster://N1:port,N2:port (env REDIS_URL)")
+	fs.Var(&g.redis, "redis", "Redis `URL`: redis://[user:password@]host:port/db, rediss:// for TLS, redis+sentinel://S1:26379,S2:26379/MASTER/db, redis+cluster://N1:port,N2:port; ?replica_acks=N makes enqueues wait for N replicas (env REDIS_URL)")
 	fs.StringVar(&g.namespace, "namespace", g.namespace, "key namespace `NS`, as Ruby's Resque.redis.namespace (env RESQ_NAMESPACE)")
 	fs.BoolVar(&g.json, "json", g.json, "machine output: one JSON document on stdout (env RESQ_JSON)")
 	fs.Var(&g.level, "log-level", "log `LEVEL` on stderr: debug, info, warn or error (env RESQ_LOG_LEVEL)")
