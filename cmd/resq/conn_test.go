@@ -99,6 +99,30 @@ func TestSentinelFlags(t *testing.T) {
 	}
 }
 
+// replica_acks in the URL: without a replica the enqueue ends with exit 1
+// and says the job is on the master; with one it succeeds.
+func TestEnqueueReplicaAcksFlag(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	url := srv.URL() + "?replica_acks=1&replica_ack_timeout=100ms"
+	env := []string{"REDIS_URL=" + url, "RESQ_NAMESPACE=ra", "RESQ_NO_TITLE=1"}
+	r := runWith(env, "enqueue", "--queue", "q", "X")
+	if r.code != 1 {
+		t.Fatalf("enqueue without a replica: want exit 1: %v", r)
+	}
+	mustContain(t, "stderr", r.stderr, "0 of 1 replicas confirmed it within 100ms", "the job IS on the master")
+	if got := srv.Do(t, "LLEN", "ra:queue:q"); got != "1" {
+		t.Errorf("master queue holds %s, want the unconfirmed job", got)
+	}
+	replica := redistest.StartReplica(t, srv, redistest.Options{})
+	if r := runWith(env, "enqueue", "--queue", "q", "X"); r.code != 0 {
+		t.Fatalf("enqueue with a replica: %v", r)
+	}
+	if got := replica.Do(t, "LLEN", "ra:queue:q"); got != "2" {
+		t.Errorf("replica's queue holds %s, want 2", got)
+	}
+}
+
 // Permanent errors end resq work and resq web with one message; they do
 // not retry forever.
 func TestPermanentErrorsExit(t *testing.T) {

@@ -173,12 +173,15 @@ func checkArgsJSON(raw []byte) error {
 
 // notEnqueuedHint says whether the job may have reached Redis: when the
 // connection could not be made, or Redis refused the command, it did not;
-// a timeout after sending leaves it unknown.
+// a timeout after sending leaves it unknown; an unconfirmed one
+// (replica_acks) is on the master.
 func notEnqueuedHint(err error) string {
 	var re interface{ RedisError() }
 	var op *net.OpError
 	var ne net.Error
 	switch {
+	case errors.Is(err, resq.ErrNotReplicated):
+		return "the job IS on the master and may still run; enqueueing it again may run it twice"
 	case errors.As(err, &op) && op.Op == "dial":
 		return "the job was NOT enqueued"
 	case errors.As(err, &re):
