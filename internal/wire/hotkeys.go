@@ -13,13 +13,16 @@ import (
 
 // fixedKeys are the namespace's keys that never change.
 type fixedKeys struct {
-	pauseAll, statProcessed, statFailed, jobCounts, failed string
+	pauseAll, statProcessed, statFailed, jobCounts, failed, queues string
 }
 
 func newFixedKeys(k Keys) fixedKeys {
 	return fixedKeys{pauseAll: k.PauseAll(), statProcessed: k.StatProcessed(), statFailed: k.StatFailed(),
-		jobCounts: k.JobCounts(), failed: k.Failed()}
+		jobCounts: k.JobCounts(), failed: k.Failed(), queues: k.Queues()}
 }
+
+// queueKey is queue:<q>, built once per queue name.
+func (s *Store) queueKey(q string) string { return s.queueNames.get(q, s.Keys.Queue) }
 
 // nameCache maps a name to a string built from it, for a bounded number of
 // names (past the bound it builds without keeping: a process that keeps

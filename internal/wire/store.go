@@ -85,14 +85,13 @@ func (s *Store) Push(ctx context.Context, queue string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	var push *redis.IntCmd
-	var w *redis.IntCmd
-	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, s.Keys.Queues(), queue)
-		push = p.RPush(ctx, s.Keys.Queue(queue), payload)
-		w = s.confirmIn(ctx, p)
-		return nil
-	})
+	// Pipeline and Exec rather than Pipelined: no closure (and no
+	// captured variables) to allocate on every enqueue.
+	p := node.Pipeline()
+	p.SAdd(ctx, s.fixed.queues, queue)
+	push := p.RPush(ctx, s.queueKey(queue), payload)
+	w := s.confirmIn(ctx, p)
+	_, err = p.Exec(ctx)
 	if w == nil || push.Err() != nil {
 		return err
 	}
@@ -144,7 +143,7 @@ func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
 		for _, r := range runs {
 			if !added[r.queue] {
 				added[r.queue] = true
-				p.SAdd(ctx, s.Keys.Queues(), r.queue)
+				p.SAdd(ctx, s.fixed.queues, r.queue)
 			}
 		}
 		for k, r := range runs {
@@ -152,7 +151,7 @@ func (s *Store) PushMany(ctx context.Context, items []QueuedPayload) []error {
 			for j, i := range r.at {
 				vals[j] = items[i].Payload
 			}
-			cmds[k] = p.RPush(ctx, s.Keys.Queue(r.queue), vals...)
+			cmds[k] = p.RPush(ctx, s.queueKey(r.queue), vals...)
 		}
 		w = s.confirmIn(ctx, p)
 		return nil
@@ -338,7 +337,7 @@ func (s *Store) fetchCall(r FetchRequest, now time.Time) fetchCall {
 	keys := make([]string, 0, 1+sources+len(r.WorkerIDs))
 	keys = append(keys, s.fixed.pauseAll)
 	for _, q := range r.Queues {
-		keys = append(keys, s.queueNames.get(q, s.Keys.Queue))
+		keys = append(keys, s.queueKey(q))
 	}
 	if r.PickupOwner != "" {
 		for _, q := range r.Queues {
