@@ -21,8 +21,14 @@ func TestEnqueueReplicaAcks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	master := redistest.Start(t)
-	conn := openConn(t, resq.ConnConfig{URL: master.URL() + "?replica_acks=1&replica_ack_timeout=50ms", Namespace: "ra"})
-	cl := testkit.Client(t, conn, resq.ClientConfig{QueueCaps: map[string]int64{"capped": 100}})
+	// A short wait where no replica can answer, a long one (it ends when
+	// the replica answers) where one can.
+	client := func(timeout string) *resq.Client {
+		conn := openConn(t, resq.ConnConfig{URL: master.URL() + "?replica_acks=1&replica_ack_timeout=" + timeout, Namespace: "ra"})
+		return testkit.Client(t, conn, resq.ClientConfig{QueueCaps: map[string]int64{"capped": 100}})
+	}
+	short, long := client("50ms"), client("5s")
+	cl := short
 	calls := []struct {
 		name string
 		do   func() error
@@ -46,6 +52,7 @@ func TestEnqueueReplicaAcks(t *testing.T) {
 		}
 	}
 	replica := redistest.StartReplica(t, master, redistest.Options{})
+	cl = long
 	for _, c := range calls {
 		if err := c.do(); err != nil {
 			t.Errorf("%s with a replica: %v", c.name, err)
@@ -68,7 +75,7 @@ func TestEnqueueReplicaAcksCluster(t *testing.T) {
 	const ns = "{ra}"
 	owner := c.SlotOwner(t, ns+":queues")
 	replica := c.AddReplica(t, owner)
-	conn := openConn(t, resq.ConnConfig{URL: c.URL(), Namespace: ns, ReplicaAcks: 1, ReplicaAckTimeout: 200 * time.Millisecond})
+	conn := openConn(t, resq.ConnConfig{URL: c.URL(), Namespace: ns, ReplicaAcks: 1, ReplicaAckTimeout: 5 * time.Second})
 	cl := newTestClient(t, conn)
 	for i := range 20 {
 		if _, err := cl.Enqueue(ctx, "q", "Job", i); err != nil {

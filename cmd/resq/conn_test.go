@@ -115,6 +115,7 @@ func TestEnqueueReplicaAcksFlag(t *testing.T) {
 		t.Errorf("master queue holds %s, want the unconfirmed job", got)
 	}
 	replica := redistest.StartReplica(t, srv, redistest.Options{})
+	env[0] = "REDIS_URL=" + srv.URL() + "?replica_acks=1&replica_ack_timeout=5s"
 	if r := runWith(env, "enqueue", "--queue", "q", "X"); r.code != 0 {
 		t.Fatalf("enqueue with a replica: %v", r)
 	}

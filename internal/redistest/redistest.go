@@ -495,9 +495,19 @@ func quoteArgs(args []string) []string {
 // command dials addr, authenticates when password is set, selects db when
 // non-zero, sends args and renders the reply.
 func command(addr, password string, db int, timeout time.Duration, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
+	out, err := commands(addr, password, db, timeout, args)
 	if err != nil {
 		return "", err
+	}
+	return out[0], nil
+}
+
+// commands runs cmds on one connection, pipelined, and returns their
+// replies; the first error reply ends it.
+func commands(addr, password string, db int, timeout time.Duration, cmds ...[]string) ([]string, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(timeout))
@@ -509,21 +519,31 @@ func command(addr, password string, db int, timeout time.Duration, args ...strin
 	if db != 0 {
 		writeCommand(w, "SELECT", strconv.Itoa(db))
 	}
-	writeCommand(w, args...)
+	for _, args := range cmds {
+		writeCommand(w, args...)
+	}
 	if err := w.Flush(); err != nil {
-		return "", err
+		return nil, err
 	}
 	if password != "" {
 		if _, err := readReply(r); err != nil {
-			return "", fmt.Errorf("AUTH: %w", err)
+			return nil, fmt.Errorf("AUTH: %w", err)
 		}
 	}
 	if db != 0 {
 		if _, err := readReply(r); err != nil {
-			return "", fmt.Errorf("SELECT %d: %w", db, err)
+			return nil, fmt.Errorf("SELECT %d: %w", db, err)
 		}
 	}
-	return readReply(r)
+	out := make([]string, 0, len(cmds))
+	for range cmds {
+		rep, err := readReply(r)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rep)
+	}
+	return out, nil
 }
 
 func writeCommand(w *bufio.Writer, args ...string) {

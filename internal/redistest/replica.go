@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,27 +29,46 @@ func StartReplica(tb testing.TB, master *Server, o Options) *Server {
 	return r
 }
 
-// waitStreaming returns once master's replicas have acknowledged a write
-// made now. After a diskless full sync Redis (7.0+) holds the command
-// stream back until the replica's first REPLCONF ACK, which replicas send
-// once a second: until then WAIT counts no replica. The write is a
-// PUBLISH, which is replicated and leaves no key.
+// waitStreaming returns once every replica of master acknowledges a write
+// made now (WAIT on the connection that made it). After a diskless full
+// sync Redis (7.0+) holds the command stream back until the replica's first
+// REPLCONF ACK, which replicas send once a second: until then WAIT counts
+// no replica. The write is a SET and DEL of a key of redistest's own (on a
+// cluster node, one in a slot the node owns), so no key is left.
 func waitStreaming(tb testing.TB, master *Server) {
 	tb.Helper()
-	master.Do(tb, "PUBLISH", "redistest:replica-sync", "1")
-	want := replOffset(master.Do(tb, "INFO", "replication"), "master_repl_offset:")
+	key := syncKey(tb, master)
 	waitFor(tb, 10*time.Second, "the replicas to acknowledge the master's stream", func() (bool, string) {
-		info, err := master.Try("INFO", "replication")
+		n := replOffset(master.Do(tb, "INFO", "replication"), "connected_slaves:")
+		if n < 1 {
+			return false, "no replica connected"
+		}
+		out, err := commands(master.Addr(), master.opts.Password, master.db, 5*time.Second,
+			[]string{"SET", key, "1"}, []string{"DEL", key}, []string{"WAIT", strconv.FormatInt(n, 10), "200"})
 		if err != nil {
 			return false, err.Error()
 		}
-		for _, line := range strings.Split(info, "\n") {
-			if strings.HasPrefix(line, "slave") && replOffset(line, "offset=") < want {
-				return false, info
-			}
-		}
-		return strings.Contains(info, "slave0:"), info
+		got, _ := strconv.ParseInt(out[2], 10, 64)
+		return got >= n, fmt.Sprintf("WAIT counted %d of %d replicas", got, n)
 	})
+}
+
+// syncKey is waitStreaming's key: on a cluster node, one whose slot the
+// node owns.
+func syncKey(tb testing.TB, n *Server) string {
+	tb.Helper()
+	if !strings.Contains(n.Do(tb, "INFO", "cluster"), "cluster_enabled:1") {
+		return "redistest:replica-sync"
+	}
+	for i := 0; i < 10000; i++ {
+		key := "redistest:replica-sync:{" + strconv.Itoa(i) + "}"
+		slot, err := strconv.Atoi(n.Do(tb, "CLUSTER", "KEYSLOT", key))
+		if err == nil && owns(tb, n, slot) {
+			return key
+		}
+	}
+	tb.Fatalf("redistest: no key found in a slot of %s", n.Addr())
+	return ""
 }
 
 // replOffset reads the number after marker in an INFO replication text.

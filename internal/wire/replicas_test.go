@@ -22,11 +22,16 @@ func TestReplicaAcks(t *testing.T) {
 		t.Run("plain="+strconv.FormatBool(plain), func(t *testing.T) {
 			t.Parallel()
 			master := redistest.Start(t)
-			s := wire.NewStore(clientOf(t, master), "resque")
-			s.SetReplicaAcks(1, 50*time.Millisecond)
+			// A short wait where no replica can answer, a long one (it
+			// ends when the replica answers) where one can.
+			short, long := wire.NewStore(clientOf(t, master), "resque"), wire.NewStore(clientOf(t, master), "resque")
+			short.SetReplicaAcks(1, 50*time.Millisecond)
+			long.SetReplicaAcks(1, 5*time.Second)
 			if plain {
-				s.UsePlainCommands()
+				short.UsePlainCommands()
+				long.UsePlainCommands()
 			}
+			s := short
 			writes := []struct {
 				name string
 				key  string // the key the write grows
@@ -65,6 +70,7 @@ func TestReplicaAcks(t *testing.T) {
 			}
 
 			replica := redistest.StartReplica(t, master, redistest.Options{})
+			s = long
 			for _, w := range writes {
 				before := master.Do(t, w.len, w.key)
 				if err := w.do(); err != nil {
