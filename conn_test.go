@@ -156,7 +156,7 @@ func TestOpenURLForms(t *testing.T) {
 		{resq.ConnConfig{URL: "memcached://a:1"}, "unknown scheme", ""},
 		{resq.ConnConfig{URL: "redis+sentinel://u:pw@h1:26379,h2:26379/m?sentinel_password=pw&bogus=1"}, "unknown parameter", ""},
 		{resq.ConnConfig{URL: "redis+cluster://u:pw@a:1,b", Namespace: "{r}"}, "host:port", ""},
-		{resq.ConnConfig{URL: "redis://u:pw@h:1/0?replica_acks=1&replica_ack_timeout=250ms"}, "", "redis://u:xxxxx@h:1/0/resque"},
+		{resq.ConnConfig{URL: "redis://u:pw@h:1/0?replica_acks=1&replica_ack_timeout=250ms"}, "", "redis://u:xxxxx@h:1/0/resque (enqueues confirmed by 1 replica(s))"},
 		{resq.ConnConfig{URL: "redis+sentinel://h1:26379/m?replica_acks=2&sentinel_password=pw"}, "", "redis+sentinel://h1:26379/m/0/resque"},
 		{resq.ConnConfig{URL: "redis://u:pw@h:1/0?replica_acks=all"}, "want a number of replicas", ""},
 		{resq.ConnConfig{URL: "redis://h:1/0?replica_ack_timeout=5"}, "want a duration", ""},

@@ -155,6 +155,9 @@ func Open(cfg ConnConfig) (*Conn, error) {
 	}
 	store := wire.NewStore(rdb, cfg.Namespace)
 	store.SetReplicaAcks(cfg.ReplicaAcks, cfg.ReplicaAckTimeout)
+	if cfg.ReplicaAcks > 0 {
+		desc += fmt.Sprintf(" (enqueues confirmed by %d replica(s))", cfg.ReplicaAcks)
+	}
 	return &Conn{
 		rdb:    rdb,
 		store:  store,
