@@ -3,7 +3,6 @@ package resq_test
 import (
 	"context"
 	"encoding/json"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +47,7 @@ func TestConcurrentEnqueuesShareRoundTrips(t *testing.T) {
 	if n := b.srv.Do(t, "LLEN", b.key("queue:q")); n != strconv.Itoa(producers*each) || len(seen) != producers*each {
 		t.Fatalf("queue holds %s jobs, %d ids returned; want %d", n, len(seen), producers*each)
 	}
-	sadds, rpushes := commandCalls(t, b, "sadd"), commandCalls(t, b, "rpush")
+	sadds, rpushes := b.srv.CommandCalls(t, "sadd"), b.srv.CommandCalls(t, "rpush")
 	if sadds > producers*each*3/4 || rpushes > producers*each*3/4 {
 		t.Errorf("%d SADDs and %d RPUSHes for %d jobs: concurrent enqueues were not coalesced", sadds, rpushes, producers*each)
 	}
@@ -132,16 +131,4 @@ func TestGroupedEnqueueErrors(t *testing.T) {
 	if n := b.srv.Do(t, "LLEN", b.key("queue:q")); n != "1" {
 		t.Fatalf("queue holds %s jobs, want the 1 enqueued after the restart", n)
 	}
-}
-
-// commandCalls is the number of calls of a command from INFO commandstats.
-func commandCalls(t *testing.T, b *bundle, cmd string) int {
-	t.Helper()
-	info := b.srv.Do(t, "INFO", "commandstats")
-	m := regexp.MustCompile(`cmdstat_` + cmd + `:calls=(\d+)`).FindStringSubmatch(info)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
 }

@@ -83,7 +83,7 @@ func TestReplicaAcks(t *testing.T) {
 					t.Errorf("%s with a replica: replica holds %s, master %s (before %s): the write was confirmed before the replica had it", w.name, got, want, before)
 				}
 			}
-			if calls := commandCalls(t, master, "wait"); calls < 2*len(writes) {
+			if calls := master.CommandCalls(t, "wait"); calls < 2*len(writes) {
 				t.Errorf("WAIT ran %d times, want one per write (%d)", calls, 2*len(writes))
 			}
 		})
@@ -101,19 +101,7 @@ func TestNoReplicaAcksNoWait(t *testing.T) {
 	if _, _, err := s.PushCapped(bg, "a", []byte(`{"class":"A","args":[]}`), 10); err != nil {
 		t.Fatal(err)
 	}
-	if calls := commandCalls(t, srv, "wait"); calls != 0 {
+	if calls := srv.CommandCalls(t, "wait"); calls != 0 {
 		t.Errorf("WAIT ran %d times with acknowledgements off", calls)
 	}
-}
-
-// commandCalls is the number of calls of cmd in srv's INFO commandstats.
-func commandCalls(t *testing.T, srv *redistest.Server, cmd string) int {
-	t.Helper()
-	info := srv.Do(t, "INFO", "commandstats")
-	_, rest, ok := strings.Cut(info, "cmdstat_"+cmd+":calls=")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-	return n
 }
