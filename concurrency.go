@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/resq-go/resq/internal/wire"
+	"github.com/resq-go/resq/internal/worker"
 )
 
 // Per-class concurrency caps (WorkerConfig.ClassConcurrency), shared by
@@ -85,7 +86,7 @@ func noRelease() {}
 // into p, when its class is capped. When the class is at its cap the job
 // has been moved back to its queue: bounced is true, and admit has waited
 // out the slot's back-off. release must be called when the job ends.
-func (w *Worker) admit(ctx context.Context, slotID string, f wire.Fetched, p wire.Payload) (release func(), bounced bool) {
+func (w *Worker) admit(ctx context.Context, s worker.Slot, f wire.Fetched, p wire.Payload) (release func(), bounced bool) {
 	lk := w.leases
 	if lk == nil {
 		return noRelease, false
@@ -94,6 +95,10 @@ func (w *Worker) admit(ctx context.Context, slotID string, f wire.Fetched, p wir
 	limit := lk.caps[class]
 	if limit == 0 {
 		return noRelease, false
+	}
+	slotID := s.ID
+	if s.Settle != nil {
+		s.Settle() // the lease script may move the job out of the slot's record
 	}
 	ok, err := w.store.AcquireLease(ctx, class, slotID, limit, lk.ttl, f.Queue, f.Raw)
 	if err != nil {

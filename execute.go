@@ -30,7 +30,7 @@ func (w *Worker) execute(hardCtx context.Context, s worker.Slot, f wire.Fetched)
 		// fields. Every later step uses p.
 		p, decodeErr = wire.DecodePayloadDepth(f.Raw, w.limits.MaxDepth)
 		if decodeErr == nil {
-			release, bounced := w.admit(hardCtx, s.ID, f, p) // class concurrency cap
+			release, bounced := w.admit(hardCtx, s, f, p) // class concurrency cap
 			if bounced {
 				return worker.Result{Action: worker.ActionNone}
 			}

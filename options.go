@@ -86,6 +86,16 @@ type WorkerConfig struct {
 	// 6.2+) that wakes an idle worker as soon as a job is pushed; the worker
 	// then only polls, backing off up to PollInterval.
 	DisableBlockingPickup bool
+	// DisableHoldAhead turns off holding jobs ahead. By default a busy
+	// worker keeps up to two jobs per slot moved out of its queues into its
+	// own hash (<ns>:resq:ahead:<host:pid>), so that a slot finishing a job
+	// starts the next one without waiting for Redis; held jobs are not in
+	// the queues' lengths, may run before a job of a higher-priority queue
+	// that arrived after them, and go back to the heads of their queues when
+	// no slot takes them within 100 ms, when the worker pauses or stops, and
+	// when it dies (docs/decisions.md §31). Without Lua scripts there is no
+	// hold (plain mode holds its own way).
+	DisableHoldAhead bool
 	// OnJobDoneFunc, if set, is called after every job with its outcome (for
 	// metrics). It runs on the job's slot and must be quick.
 	OnJobDoneFunc func(JobEvent)

@@ -84,6 +84,12 @@ func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, erro
 				res.Requeued += n
 				o.logger.Info("returned a dead worker's picked-up jobs to their queues", "owner", owner, "jobs", n)
 			}
+			if n, err := c.store.ReturnHeld(ctx, owner, nil); err != nil {
+				return res, fmt.Errorf("return jobs held ahead by dead worker %s: %w", owner, err)
+			} else if n > 0 {
+				res.Requeued += n
+				o.logger.Info("returned the jobs a dead worker held ahead to their queues", "owner", owner, "jobs", n)
+			}
 		}
 		outcome, err := c.recoverWorker(ctx, st, expired, o.policy, now)
 		if err != nil {

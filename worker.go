@@ -115,7 +115,7 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 	ecfg := worker.Config{
 		Store: conn.store, IDs: w.ids, Owner: cfg.Hostname + ":" + strconv.Itoa(cfg.PID),
 		PollInterval: cfg.PollInterval, HeartbeatInterval: cfg.HeartbeatInterval, StopTimeout: cfg.StopTimeout,
-		DisableBlockingPickup: cfg.DisableBlockingPickup, MaxBytes: w.limits.MaxBytes, Logger: cfg.Logger,
+		DisableBlockingPickup: cfg.DisableBlockingPickup, DisableHoldAhead: cfg.DisableHoldAhead, MaxBytes: w.limits.MaxBytes, Logger: cfg.Logger,
 		ExecuteFunc: w.execute, StartFunc: w.start, StartedFunc: w.logStarted, PruneFunc: w.prune,
 	}
 	if spec.dynamic {

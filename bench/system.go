@@ -73,6 +73,9 @@ type systemInfo struct {
 //	            (ACL SETUSER … -@scripting), so it runs on plain commands:
 //	            fetches through its pickup lists with LMOVE + MULTI, acks
 //	            without a fetch. Process test only.
+//	resq-nohold resq with WorkerConfig.DisableHoldAhead: every slot waits
+//	            for its ack's round trip between two jobs (the engine before
+//	            jobs were held ahead, decisions §31). Process test only.
 //	resq-sched-poll
 //	            the scheduler as a polling one: SchedulerConfig.Poll 5 s
 //	            (resque-scheduler's poll interval) and delayed jobs written
@@ -87,6 +90,7 @@ var systems = []systemInfo{
 	{name: "resq-warm", new: newResqWarm, checked: true, tests: []string{"process"}, mode: "warm child"},
 	{name: "resq-plain", new: newResqPlain, checked: true, tests: []string{"process"}, mode: "no Lua"},
 	{name: "resq-batch", new: newResqBatch, checked: true, tests: []string{"enqueue"}, mode: "batch of 100"},
+	{name: "resq-nohold", new: newResqNoHold, checked: true, tests: []string{"process"}, mode: "in-process, no hold ahead"},
 	{name: "resq-poll", new: newResqPoll, checked: true, tests: []string{"latency"}, mode: "in-process, polling"},
 	{name: "resq-sched-poll", new: newResqSchedPoll, checked: true, tests: []string{"scheduler"}, mode: "scheduler polling 5 s", noBacklog: true},
 	{name: "goworker", new: newGoworker, checked: false, tests: []string{"enqueue", "process", "latency"}, peer: true},

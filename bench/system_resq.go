@@ -24,6 +24,9 @@ type resqSystem struct {
 	plain bool // the worker's Redis user may not run Lua scripts
 	poll  bool // DisableBlockingPickup: polling only
 	batch bool // producer uses Client.EnqueueBatch
+	// nohold: WorkerConfig.DisableHoldAhead (every slot waits for its
+	// ack's round trip between two jobs, as before decisions §31)
+	nohold bool
 }
 
 func newResqBatch() system { return &resqSystem{batch: true} }
@@ -57,7 +60,8 @@ func serveWarmChild() {
 	}
 	os.Exit(0)
 }
-func newResqPoll() system { return &resqSystem{poll: true} }
+func newResqPoll() system   { return &resqSystem{poll: true} }
+func newResqNoHold() system { return &resqSystem{nohold: true} }
 
 func resqConn(addr string) (*resq.Conn, error) {
 	return resq.Open(resq.ConnConfig{
@@ -107,7 +111,7 @@ func (s *resqSystem) startWorker(ctx context.Context, addr string, concurrency i
 	if err != nil {
 		return err
 	}
-	cfg := resq.WorkerConfig{Queues: []string{resqQueue}, Concurrency: concurrency, DisableBlockingPickup: s.poll}
+	cfg := resq.WorkerConfig{Queues: []string{resqQueue}, Concurrency: concurrency, DisableBlockingPickup: s.poll, DisableHoldAhead: s.nohold}
 	if s.exec || s.warm {
 		// The command's exit (the child's reply) is the job's end: count it
 		// from the outcome hook.

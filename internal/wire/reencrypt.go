@@ -183,9 +183,9 @@ redis.call('LSET', KEYS[1], i, ARGV[3])
 return i
 `)
 
-// PickedUpPayloads returns the jobs parked in every process's pickup lists:
-// moved out of their queue by a blocking pickup, about to be recorded by a
-// worker slot (see BlockingPickup).
+// PickedUpPayloads returns the jobs parked in every process's pickup lists
+// (moved out of their queue by a blocking pickup, about to be recorded by a
+// worker slot, see BlockingPickup) and ahead hashes (held ahead, ahead.go).
 func (s *Store) PickedUpPayloads(ctx context.Context) ([][]byte, error) {
 	prefix := s.Keys.PickupPrefix()
 	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
@@ -202,5 +202,9 @@ func (s *Store) PickedUpPayloads(ctx context.Context) ([][]byte, error) {
 			out = append(out, []byte(v))
 		}
 	}
-	return out, iter.Err()
+	if err := iter.Err(); err != nil {
+		return nil, err
+	}
+	held, err := s.heldPayloads(ctx)
+	return append(out, held...), err
 }

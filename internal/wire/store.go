@@ -38,6 +38,10 @@ type Store struct {
 	hold pickupHold
 	// acks makes enqueue writes wait for replicas (replicas.go).
 	acks replicaAcks
+	// holdSeq numbers the ack batches that hold jobs ahead (ahead.go).
+	holdSeq atomic.Int64
+	// aheadLoaded is set once aheadScript is loaded (ahead.go).
+	aheadLoaded atomic.Bool
 }
 
 // slotKeyset is the key names of one worker id.
@@ -432,6 +436,12 @@ type Ack struct {
 	// DelKeys are deleted in the ack's MULTI (a retry counter when the job
 	// succeeded or gave up).
 	DelKeys []string
+	// Next, when set, is the held job the slot started after this one
+	// (Store.AckAhead): the write makes it the slot's record.
+	Next *Claim
+	// ClaimOnly marks an entry that ends no job: an idle slot started
+	// Next. It counts nothing.
+	ClaimOnly bool
 }
 
 // HistoryTTL is how long the per-minute processed/failed history is kept.
@@ -449,6 +459,9 @@ func JobCountField(outcome, queue, class string) string {
 func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, now time.Time, replace bool) {
 	var processed, failed int64
 	for _, a := range acks {
+		if a.ClaimOnly {
+			continue
+		}
 		ks := s.slotKeys(a.WorkerID)
 		if a.Failure != nil {
 			p.RPush(ctx, s.fixed.failed, a.Failure)
@@ -538,12 +551,31 @@ const markTTL = time.Hour
 // nothing is written now) and otherwise runs the ack's MULTI, with the mark,
 // which a landing in between aborts. landed reports the first case.
 func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time.Time) (landed bool, err error) {
+	return s.ackRetry(ctx, acks, mark, now, "")
+}
+
+// AckRetryAhead is AckRetry for a batch written by AckAhead: the retry
+// writes the entries' claims and records (without fetching or holding) in
+// the acks' MULTI, by EVAL, which needs no loaded script.
+func (s *Store) AckRetryAhead(ctx context.Context, acks []Ack, mark AckMark, owner string, now time.Time) (landed bool, err error) {
+	return s.ackRetry(ctx, acks, mark, now, owner)
+}
+
+func (s *Store) ackRetry(ctx context.Context, acks []Ack, mark AckMark, now time.Time, aheadOwner string) (landed bool, err error) {
 	if len(acks) == 0 {
 		return false, nil
 	}
 	if mark.Owner == "" {
+		if aheadOwner != "" {
+			_, err := s.AckAhead(ctx, acks, now, nil, aheadOwner, 0, AckMark{})
+			return false, err
+		}
 		_, _, err := s.AckAndFetch(ctx, acks, now, nil, AckMark{})
 		return false, err
+	}
+	var records aheadCall
+	if aheadOwner != "" {
+		records = s.aheadCall(acks, now, nil, aheadOwner, 0)
 	}
 	key := s.Keys.AckMark(mark.Owner)
 	seq := strconv.FormatInt(mark.Seq, 10)
@@ -555,11 +587,25 @@ func (s *Store) AckRetry(ctx context.Context, acks []Ack, mark AckMark, now time
 		if landed = v == seq; landed {
 			return nil
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			s.ackCommands(ctx, p, acks, now, false)
+		var script *redis.Cmd
+		cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			s.ackCommands(ctx, p, acks, now, aheadOwner != "")
 			p.Set(ctx, key, seq, markTTL)
+			if aheadOwner != "" {
+				script = aheadScript.Eval(ctx, p, records.keys, records.args...)
+			}
 			return nil
 		})
+		if err != nil && script != nil && script.Err() != nil && s.scriptRefused(script.Err()) {
+			for _, c := range cmds {
+				if c != script && c.Err() != nil {
+					return err
+				}
+			}
+			// Scripts were refused since the batch was first sent: the acks
+			// are written, the records are written without one.
+			return s.settleRecordsPlain(ctx, acks, s.Keys.Ahead(aheadOwner))
+		}
 		return err
 	}, key)
 	if err != nil {

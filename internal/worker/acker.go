@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/resq-go/resq/internal/wire"
@@ -21,8 +22,15 @@ import (
 // so Redis and the worker's own CPU overlap. Measured at concurrency 10 it
 // is 10–20 % more jobs/s than one loop, and the same at 50 (decisions §14).
 type acker struct {
-	e        *Engine
-	reqs     chan ackReq
+	e    *Engine
+	reqs chan ackReq
+	// lanes, when jobs are held ahead, are the aheadLoops' own channels:
+	// slot i posts to lane i%len(lanes) only, so its entries (a claim,
+	// then the ack of the claimed job) reach Redis in order.
+	lanes []chan ackReq
+	// adopting excludes the writes (read-locked) while adopt reads the
+	// hash back and merges it into the hold.
+	adopting sync.RWMutex
 	fastStop <-chan struct{} // Run's ctx is done: no more fetching
 	stop     context.Context // done once a stop is requested either way
 }
@@ -33,6 +41,9 @@ func ackLoops(n int) int { return min(2, n) }
 type ackReq struct {
 	ack  wire.Ack
 	slot *slot
+	// async: the slot does not wait for this entry (it claims a held job
+	// the slot already runs, hold.go); its write ends with claimWritten.
+	async bool
 }
 
 // ackResult tells a slot that its ack is written, and hands it its next job
@@ -45,17 +56,49 @@ type ackResult struct {
 }
 
 func newAcker(e *Engine, fastStop <-chan struct{}, stop context.Context) *acker {
-	return &acker{e: e, reqs: make(chan ackReq, len(e.cfg.IDs)), fastStop: fastStop, stop: stop}
+	a := &acker{e: e, fastStop: fastStop, stop: stop}
+	n := len(e.cfg.IDs)
+	if e.hold == nil {
+		a.reqs = make(chan ackReq, n)
+		return a
+	}
+	for range ackLoops(n) {
+		// Slots that run held jobs post without waiting: room for a few
+		// entries per slot.
+		a.lanes = append(a.lanes, make(chan ackReq, max(4*n, 64)))
+	}
+	return a
+}
+
+// laneOf is the channel s posts to.
+func (a *acker) laneOf(s *slot) chan ackReq {
+	if a.lanes == nil {
+		return a.reqs
+	}
+	return a.lanes[s.idx%len(a.lanes)]
+}
+
+// post hands the acker an entry with a claim and returns at once.
+func (a *acker) post(ack wire.Ack, s *slot) {
+	s.claimPosted()
+	a.laneOf(s) <- ackReq{ack: ack, slot: s, async: true}
 }
 
 // submit hands an ack to the batch writer and waits until it is written
 // (on the slot's own ackDone channel, buffered 1, reused for every job).
 func (a *acker) submit(ack wire.Ack, s *slot) ackResult {
-	a.reqs <- ackReq{ack: ack, slot: s}
+	a.laneOf(s) <- ackReq{ack: ack, slot: s}
 	return <-s.ackDone
 }
 
-func (a *acker) close() { close(a.reqs) }
+func (a *acker) close() {
+	if a.lanes == nil {
+		close(a.reqs)
+	}
+	for _, l := range a.lanes {
+		close(l)
+	}
+}
 
 // fetchNext is the fetch to send with a batch of acks, or nil when the
 // finished slots should not take new jobs (paused, stopping, queues not yet
@@ -196,4 +239,201 @@ func (a *acker) loop(lane int) {
 			b.slot.ackDone <- res[i]
 		}
 	}
+}
+
+// aheadLoop is acker loop number lane when jobs are held ahead (hold.go). Its
+// writes (Store.AckAhead) carry the slots' claims, fetch for the slots that
+// wait, and move enough jobs into the hold to refill it. Between batches,
+// and every holdMaxAge/2 while idle, it returns the held jobs no slot took
+// in time (all of them once the worker pauses or stops).
+func (a *acker) aheadLoop(lane int) {
+	e := a.e
+	reqs := a.lanes[lane]
+	batch := make([]ackReq, 0, cap(reqs))
+	acks := make([]wire.Ack, 0, cap(reqs))
+	var seqs []string
+	mark := wire.AckMark{Owner: e.cfg.Owner + ":" + strconv.Itoa(lane), Seq: time.Now().UnixNano()}
+	tick := time.NewTicker(holdMaxAge / 2)
+	defer tick.Stop()
+	needAdopt := false
+	for {
+		var r ackReq
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				return
+			}
+			r = req
+		case <-tick.C:
+			needAdopt = a.tidyHold() || needAdopt
+			continue
+		}
+		batch = append(batch[:0], r)
+		if len(reqs) < cap(reqs)-1 {
+			runtime.Gosched() // as in loop
+		}
+	drain:
+		for len(batch) < cap(reqs) {
+			select {
+			case r2, ok := <-reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r2)
+			default:
+				break drain
+			}
+		}
+		acks = acks[:0]
+		seqs = seqs[:0]
+		for _, b := range batch {
+			acks = append(acks, b.ack)
+			if b.ack.Next != nil {
+				seqs = append(seqs, b.ack.Next.Seq)
+			}
+		}
+		if needAdopt {
+			needAdopt = !a.adopt()
+		}
+		mark.Seq++
+		a.adopting.RLock()
+		res, known := a.writeAhead(batch, acks, mark)
+		if !known {
+			needAdopt = true // a lost reply may have moved jobs into the hold
+		}
+		e.hold.written(seqs)
+		e.hold.add(res.Held, time.Now())
+		a.adopting.RUnlock()
+		if len(res.Held) > 0 && e.idleSlots.Load() > 0 {
+			e.poke() // idle slots start held jobs (fetchLoop)
+		}
+		if res.Missed > 0 {
+			e.logger.Warn("jobs held ahead were returned to their queues while this worker ran them (was it taken for dead?); they may run twice",
+				"jobs", res.Missed)
+		}
+		var got map[int]wire.Fetched
+		if len(res.Got) > 0 {
+			got = make(map[int]wire.Fetched, len(res.Got))
+			for _, f := range res.Got {
+				got[f.Slot] = f
+			}
+		}
+		for i, b := range batch {
+			if b.async {
+				b.slot.claimWritten()
+				continue
+			}
+			if f, ok := got[i]; ok {
+				b.slot.ackDone <- ackResult{next: f, more: true}
+			} else {
+				b.slot.ackDone <- ackResult{empty: res.Fetched}
+			}
+		}
+		needAdopt = a.tidyHold() || needAdopt
+	}
+}
+
+// writeAhead is write for aheadLoop. known is false when the outcome of
+// the first write is unknown (its reply was lost): the retry (AckRetryAhead)
+// writes the acks and claims but not what a landed write moved into the
+// hold, which the loop then reads back (adopt).
+func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (res wire.AheadResult, known bool) {
+	e := a.e
+	next, idle := a.fetchNext(nil)
+	hold := 0
+	if next != nil && !idle {
+		hold = e.hold.refill()
+	}
+	if next != nil {
+		next.WorkerIDs = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	res, err := e.store.AckAhead(ctx, acks, time.Now(), next, e.cfg.Owner, hold, mark)
+	cancel()
+	if err == nil {
+		res.Fetched = res.Fetched || idle
+		return res, true
+	}
+	for _, b := range batch {
+		b.slot.checkHeld.Store(true)
+	}
+	dctx, dcancel := e.drainCtx(a.stop)
+	defer dcancel()
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		e.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-dctx.Done():
+			t.Stop()
+			e.logger.Error("giving up on job results: the worker is stopping and Redis did not answer within the stop timeout; the next worker recovers their jobs from the in-flight records",
+				"jobs", len(acks), "error", err)
+			return wire.AheadResult{}, false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		ctx, cancel := context.WithTimeout(dctx, 10*time.Second)
+		var landed bool
+		landed, err = e.store.AckRetryAhead(ctx, acks, mark, e.cfg.Owner, time.Now())
+		cancel()
+		switch {
+		case err == nil && landed:
+			e.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
+			return wire.AheadResult{}, false
+		case err == nil:
+			return wire.AheadResult{}, true
+		case attempt >= maxAckAttempts:
+			e.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
+			return wire.AheadResult{}, false
+		}
+	}
+}
+
+// tidyHold turns the hold off while the worker is paused or stopping, and
+// returns to their queues the held jobs no slot took within holdMaxAge
+// (all of them when off). It reports whether a return failed (the jobs are
+// still in the hash: the loop adopts them again).
+func (a *acker) tidyHold() (failed bool) {
+	e := a.e
+	e.hold.setOff(!e.holdOpen() || e.store.PlainCommands())
+	seqs := e.hold.stale(time.Now().Add(-holdMaxAge))
+	if len(seqs) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.store.ReturnHeld(ctx, e.cfg.Owner, seqs); err != nil {
+		e.logger.Warn("returning jobs held ahead failed; retried", "jobs", len(seqs), "error", err)
+		return true
+	}
+	return false
+}
+
+// adopt reads the hash back after a write whose outcome was unknown and
+// holds what this loop did not know it held. It reports success.
+func (a *acker) adopt() bool {
+	e := a.e
+	a.adopting.Lock()
+	defer a.adopting.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs, err := e.store.HeldAhead(ctx, e.cfg.Owner, e.cfg.MaxBytes)
+	if err != nil {
+		return false
+	}
+	rank := map[string]int{}
+	if qs := e.pickQueues.Load(); qs != nil {
+		for i, q := range *qs {
+			rank[q] = i
+		}
+	}
+	for i := range hs {
+		r, ok := rank[hs[i].Job.Queue]
+		if !ok {
+			r = len(rank)
+		}
+		hs[i].Source = r
+	}
+	e.hold.add(hs, time.Now())
+	return true
 }

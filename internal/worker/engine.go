@@ -45,6 +45,9 @@ type Config struct {
 	// DisableBlockingPickup turns off the blocking pickups: idle slots then
 	// only poll.
 	DisableBlockingPickup bool
+	// DisableHoldAhead turns off holding jobs ahead (hold.go): every slot
+	// then waits for its ack's round trip between two jobs.
+	DisableHoldAhead bool
 	// MaxBytes is the payload size above which a fetch hands over only a
 	// prefix and wire.Fetched.Oversize (wire.FetchRequest.MaxBytes).
 	MaxBytes int
@@ -73,6 +76,11 @@ type Config struct {
 type Slot struct {
 	Index int    // 0 … len(Config.IDs)-1
 	ID    string // its Resque worker id, Config.IDs[Index]
+	// Settle returns once the job is the slot's in-flight record: a job
+	// held ahead starts before the write that records it (hold.go). An
+	// ExecuteFunc calls it before it acts on the record itself (a class
+	// cap moving the job back to its queue). Nil-safe to skip when unset.
+	Settle func()
 }
 
 // Result is what ExecuteFunc decided for one job.
@@ -133,6 +141,14 @@ type Engine struct {
 
 	quit     chan struct{} // graceful stop requested
 	quitOnce sync.Once
+	fastStop <-chan struct{} // Run's ctx.Done()
+
+	// hold is the jobs held ahead; nil when they are not (no scripts, or
+	// Config.DisableHoldAhead). Set by Run before the slots start.
+	hold *hold
+	// idleSlots is how many slots the fetch loop holds idle (set by it):
+	// the acker wakes it when held jobs arrive for them.
+	idleSlots atomic.Int32
 }
 
 // New checks cfg and returns an Engine.
@@ -228,6 +244,22 @@ func (e *Engine) Run(ctx context.Context) error {
 	}); err != nil {
 		return nil // stopped before Redis answered: nothing was taken
 	}
+	e.fastStop = ctx.Done()
+	e.hold = nil
+	if !e.store.PlainCommands() && !e.cfg.DisableHoldAhead {
+		e.hold = newHold(len(e.cfg.IDs))
+		// A predecessor with this pid that died left its hold: give it back
+		// before holding anything.
+		if err := e.retry(ctx, "return jobs held ahead by an earlier process", func(rctx context.Context) error {
+			n, err := e.store.ReturnHeld(rctx, e.cfg.Owner, nil)
+			if n > 0 {
+				e.logger.Info("returned jobs an earlier process with this pid held ahead", "jobs", n)
+			}
+			return err
+		}); err != nil {
+			return nil
+		}
+	}
 	if e.cfg.StartedFunc != nil {
 		e.cfg.StartedFunc()
 	}
@@ -256,9 +288,19 @@ func (e *Engine) Run(ctx context.Context) error {
 	ackDone := make(chan struct{})
 	{
 		var wg sync.WaitGroup
-		for lane := range ackLoops(len(e.cfg.IDs)) {
-			wg.Add(1)
-			go func() { defer wg.Done(); acker.loop(lane) }()
+		if e.hold != nil {
+			// Each slot posts to one loop only (acker.lanes): its entries
+			// (a claim, then the ack of the claimed job) reach Redis in the
+			// order it posted them.
+			for lane := range acker.lanes {
+				wg.Add(1)
+				go func() { defer wg.Done(); acker.aheadLoop(lane) }()
+			}
+		} else {
+			for lane := range ackLoops(len(e.cfg.IDs)) {
+				wg.Add(1)
+				go func() { defer wg.Done(); acker.loop(lane) }()
+			}
 		}
 		go func() { wg.Wait(); close(ackDone) }()
 	}
@@ -281,7 +323,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		go func() { defer pickWG.Done(); e.pickers(pickCtx) }()
 	}
 
-	e.fetchLoop(ctx, slots, idle)
+	e.fetchLoop(ctx, slots, idle, acker)
 	pickCancel()
 	pickWG.Wait()
 	if e.store.PlainCommands() {
@@ -323,6 +365,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.logger.Error("returning picked-up jobs failed; the next worker will recover them", "error", err)
 	} else if n > 0 {
 		e.logger.Info("returned picked-up jobs to their queues", "jobs", n)
+	}
+	if e.hold != nil {
+		// Every claim is written (or given up) now: what is left in the
+		// hash is held and untaken.
+		if n, err := e.store.ReturnHeld(uctx, e.cfg.Owner, nil); err != nil {
+			e.logger.Error("returning jobs held ahead failed; the next worker will recover them", "error", err)
+		} else if n > 0 {
+			e.logger.Info("returned jobs held ahead to their queues", "jobs", n)
+		}
 	}
 	if err := e.store.Unregister(uctx, e.cfg.IDs); err != nil {
 		e.logger.Error("unregister failed; the ids stay registered until pruned", "error", err)
@@ -427,6 +478,22 @@ func (e *Engine) stopping(ctx context.Context) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// holdOpen reports whether a slot may start a held job: the worker is
+// neither paused nor stopping.
+func (e *Engine) holdOpen() bool {
+	if e.paused.Load() {
+		return false
+	}
+	select {
+	case <-e.quit:
+		return false
+	case <-e.fastStop:
+		return false
+	default:
+		return true
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 const minPoll = 2 * time.Millisecond
 
 // fetchLoop hands jobs to idle slots until a stop is requested.
-func (e *Engine) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
+func (e *Engine) fetchLoop(ctx context.Context, slots []*slot, idle chan int, acker *acker) {
 	var batch []int
 	var queues []string
 	var resolvedAt time.Time
@@ -71,6 +71,7 @@ func (e *Engine) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 				break drain
 			}
 		}
+		e.idleSlots.Store(int32(len(batch)))
 		if e.paused.Load() {
 			e.wantPickup.Store(false)
 			if e.pickupOwner() != "" {
@@ -85,6 +86,29 @@ func (e *Engine) fetchLoop(ctx context.Context, slots []*slot, idle chan int) {
 			}
 			continue
 		}
+		if e.hold != nil && e.holdOpen() {
+			// Idle slots start held jobs first, each claimed by an entry of
+			// its own (not a slot whose record may hold a job: its fetch
+			// hands that back).
+			rest := batch[:0]
+			for _, si := range batch {
+				sl := slots[si]
+				if !sl.checkHeld.Load() {
+					if h, ok := e.hold.take(); ok {
+						f, claim := e.store.Claim(h, time.Now())
+						acker.post(wire.Ack{WorkerID: sl.id, Next: claim, ClaimOnly: true}, sl)
+						sl.jobs <- f
+						continue
+					}
+				}
+				rest = append(rest, si)
+			}
+			batch = rest
+			if len(batch) == 0 {
+				continue
+			}
+		}
+		e.idleSlots.Store(int32(len(batch)))
 		if e.cfg.ResolveQueuesFunc != nil && (queues == nil || time.Since(resolvedAt) > time.Second) {
 			known, err := e.store.QueueNames(ctx)
 			if err != nil {

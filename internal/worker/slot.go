@@ -24,12 +24,44 @@ type slot struct {
 	mu        sync.Mutex
 	current   *wire.Fetched // the job ExecuteFunc is running
 	abandoned bool          // a fast stop gave up waiting for this slot
+	// claims counts this slot's entries with a claim (hold.go) that the
+	// acker has not yet written; claimed is signalled when it drops to 0.
+	claims  int
+	claimed sync.Cond
+	settle  func() // s.waitClaims, for Slot.Settle
 }
 
 func newSlot(idx int, id string) *slot {
 	s := &slot{idx: idx, id: id, jobs: make(chan wire.Fetched, 1), ackDone: make(chan ackResult, 1), done: make(chan struct{})}
 	s.checkHeld.Store(true)
+	s.claimed.L = &s.mu
+	s.settle = s.waitClaims
 	return s
+}
+
+// waitClaims returns once every claim this slot posted is written (or
+// given up): the job it runs is then its record, which a requeue or a
+// class cap's bounce acts on.
+func (s *slot) waitClaims() {
+	s.mu.Lock()
+	for s.claims > 0 {
+		s.claimed.Wait()
+	}
+	s.mu.Unlock()
+}
+
+func (s *slot) claimPosted() {
+	s.mu.Lock()
+	s.claims++
+	s.mu.Unlock()
+}
+
+func (s *slot) claimWritten() {
+	s.mu.Lock()
+	if s.claims--; s.claims == 0 {
+		s.claimed.Broadcast()
+	}
+	s.mu.Unlock()
 }
 
 // runSlot executes the jobs handed to one slot. A finished job's ack may
@@ -71,7 +103,7 @@ func (e *Engine) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.F
 	s.current = &f
 	s.mu.Unlock()
 
-	r := e.cfg.ExecuteFunc(hardCtx, Slot{Index: s.idx, ID: s.id}, f)
+	r := e.cfg.ExecuteFunc(hardCtx, Slot{Index: s.idx, ID: s.id, Settle: s.settle}, f)
 
 	s.mu.Lock()
 	abandoned = s.abandoned
@@ -88,6 +120,15 @@ func (e *Engine) runJob(hardCtx context.Context, s *slot, acker *acker, f wire.F
 		return next, res, false
 	case ActionNone:
 		return next, res, false
+	}
+	if e.hold != nil && e.holdOpen() {
+		if h, ok := e.hold.take(); ok {
+			// Start a held job now; this ack claims it (hold.go).
+			nf, claim := e.store.Claim(h, time.Now())
+			r.Ack.Next = claim
+			acker.post(r.Ack, s)
+			return nf, ackResult{more: true}, false
+		}
 	}
 	res = acker.submit(r.Ack, s)
 	return res.next, res, false
@@ -120,6 +161,7 @@ func (e *Engine) requeue(ctx context.Context, s *slot, f wire.Fetched) {
 	if f.Oversize != nil {
 		return
 	}
+	s.waitClaims() // a held job is the slot's record once its claim is written
 	ok, err := e.store.Requeue(ctx, s.id, f.Queue, f.Raw)
 	switch {
 	case err != nil:

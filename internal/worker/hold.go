@@ -1,0 +1,148 @@
+package worker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/resq-go/resq/internal/wire"
+)
+
+// hold is the worker's side of the jobs held ahead (wire/ahead.go): jobs
+// the acks moved out of the queues into this process's ahead hash, which a
+// slot that finishes a job (or an idle slot) starts at once, its next ack
+// entry claiming it. The acker is the only writer of the hash while the
+// worker runs (one loop, so the entries of one slot reach Redis in order);
+// the hold is its belief about it: untaken jobs, and taken jobs whose claim
+// is not yet written (never returned to their queues by this process).
+//
+// Its size adapts to the jobs: it aims at want jobs, at most two per slot;
+// a job untaken for holdMaxAge is returned to its queue and halves want; a
+// slot that finished a job and found the hold empty doubles it. So fast
+// jobs keep every slot supplied without waiting for Redis, and slow ones
+// hold next to nothing that other workers could run.
+type hold struct {
+	mu    sync.Mutex
+	jobs  []heldJob       // untaken, in arrival order
+	taken map[string]bool // claimed by a slot, claim not yet written
+	want  int
+	max   int
+	off   bool // paused or stopping: nothing is handed out
+}
+
+type heldJob struct {
+	h  wire.Held
+	at time.Time
+}
+
+// holdMaxAge is how long a held job may wait for a slot before it goes
+// back to its queue.
+const holdMaxAge = 100 * time.Millisecond
+
+func newHold(slots int) *hold {
+	return &hold{taken: map[string]bool{}, want: slots, max: 2 * slots}
+}
+
+// take hands out the held job of the highest-priority source, oldest
+// first; ok is false when none is held (want then grows: a slot had to
+// wait) or the hold is off.
+func (h *hold) take() (wire.Held, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.off {
+		return wire.Held{}, false
+	}
+	best := -1
+	for i, j := range h.jobs {
+		if best < 0 || j.h.Source < h.jobs[best].h.Source {
+			best = i
+		}
+	}
+	if best < 0 {
+		h.want = min(h.max, max(1, h.want*2))
+		return wire.Held{}, false
+	}
+	j := h.jobs[best]
+	h.jobs = append(h.jobs[:best], h.jobs[best+1:]...)
+	h.taken[j.h.Seq] = true
+	return j.h, true
+}
+
+// refill is how many jobs the next batch should move into the hold.
+func (h *hold) refill() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.off {
+		return 0
+	}
+	return max(0, h.want-len(h.jobs))
+}
+
+// add records jobs a batch moved into the hold, unless they are known
+// (adopt reads the whole hash). It returns those it did not add.
+func (h *hold) add(hs []wire.Held, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, x := range hs {
+		if h.taken[x.Seq] || h.hasLocked(x.Seq) {
+			continue
+		}
+		h.jobs = append(h.jobs, heldJob{h: x, at: now})
+	}
+}
+
+func (h *hold) hasLocked(seq string) bool {
+	for _, j := range h.jobs {
+		if j.h.Seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// written records that the claims of seqs were written (or given up).
+func (h *hold) written(seqs []string) {
+	if len(seqs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range seqs {
+		delete(h.taken, s)
+	}
+}
+
+// stale removes and returns the untaken jobs held since before cutoff
+// (every untaken job when the hold is off), halving want when some were.
+func (h *hold) stale(cutoff time.Time) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	keep := h.jobs[:0]
+	for _, j := range h.jobs {
+		if h.off || j.at.Before(cutoff) {
+			out = append(out, j.h.Seq)
+		} else {
+			keep = append(keep, j)
+		}
+	}
+	clear(h.jobs[len(keep):])
+	h.jobs = keep
+	if len(out) > 0 && !h.off {
+		h.want = max(1, h.want/2)
+	}
+	return out
+}
+
+// setOff turns handing out off (paused, stopping) or on again.
+func (h *hold) setOff(off bool) {
+	h.mu.Lock()
+	h.off = off
+	h.mu.Unlock()
+}
+
+// untaken reports how many jobs are held and not taken.
+func (h *hold) untaken() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.jobs)
+}
