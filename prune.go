@@ -16,6 +16,9 @@ type pruneOptions struct {
 	staleAfter time.Duration   // heartbeat age that marks a remote worker dead
 	policy     DeadJobPolicy
 	logger     *slog.Logger
+	// orphans, when set, remembers since when each unregistered worker's
+	// hold (jobs held ahead, wire/ahead.go) has been seen, across calls.
+	orphans map[string]time.Time
 }
 
 // PruneResult lists what a dead-worker check did.
@@ -38,7 +41,7 @@ type PruneResult struct {
 func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, error) {
 	var res PruneResult
 	states, err := c.store.WorkerStates(ctx)
-	if err != nil || len(states) == 0 {
+	if err != nil {
 		return res, err
 	}
 	now, err := c.store.ServerTime(ctx)
@@ -84,12 +87,12 @@ func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, erro
 				res.Requeued += n
 				o.logger.Info("returned a dead worker's picked-up jobs to their queues", "owner", owner, "jobs", n)
 			}
-			if n, err := c.store.ReturnHeld(ctx, owner, nil); err != nil {
-				return res, fmt.Errorf("return jobs held ahead by dead worker %s: %w", owner, err)
-			} else if n > 0 {
-				res.Requeued += n
-				o.logger.Info("returned the jobs a dead worker held ahead to their queues", "owner", owner, "jobs", n)
-			}
+		}
+		if n, err := c.store.ReturnHeld(ctx, st.ID, nil); err != nil {
+			return res, fmt.Errorf("return jobs held ahead by dead worker %s: %w", st.ID, err)
+		} else if n > 0 {
+			res.Requeued += n
+			o.logger.Info("returned the jobs a dead worker held ahead to their queues", "worker", st.ID, "jobs", n)
 		}
 		outcome, err := c.recoverWorker(ctx, st, expired, o.policy, now)
 		if err != nil {
@@ -106,7 +109,61 @@ func (c *Conn) pruneDead(ctx context.Context, o pruneOptions) (PruneResult, erro
 		res.Pruned = append(res.Pruned, st.ID)
 		o.logger.Info("pruned dead worker", "worker", st.ID, "reason", why, "job", outcome)
 	}
+	if err := c.returnOrphanHolds(ctx, o, states, now, &res); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// returnOrphanHolds returns the holds of workers that are not registered
+// (another tool — Ruby's pruning, say — unregistered them after they died,
+// so no dead-worker check finds them): at once when the worker was on this
+// host and its pid is not running; else once the hold has stayed
+// unregistered for staleAfter across calls (a live worker whose ids were
+// removed registers them again within a heartbeat).
+func (c *Conn) returnOrphanHolds(ctx context.Context, o pruneOptions, states []wire.WorkerState, now time.Time, res *PruneResult) error {
+	owners, err := c.store.HoldOwners(ctx)
+	if err != nil {
+		return err
+	}
+	registered := make(map[string]bool, len(states))
+	for _, st := range states {
+		registered[st.ID] = true
+	}
+	present := map[string]bool{}
+	for _, owner := range owners {
+		if o.own[owner] || registered[owner] {
+			continue
+		}
+		present[owner] = true
+		id, ok := wire.ParseWorkerID(owner)
+		gone := ok && id.Host == o.host && id.PID > 0 && !isolate.ProcessAlive(id.PID)
+		if !gone && o.orphans != nil {
+			first, seen := o.orphans[owner]
+			if !seen {
+				o.orphans[owner] = now
+			}
+			gone = seen && now.Sub(first) >= o.staleAfter
+		}
+		if !gone {
+			continue
+		}
+		n, err := c.store.ReturnHeld(ctx, owner, nil)
+		if err != nil {
+			return fmt.Errorf("return jobs held ahead by unregistered worker %s: %w", owner, err)
+		}
+		delete(o.orphans, owner)
+		if n > 0 {
+			res.Requeued += n
+			o.logger.Info("returned the jobs an unregistered worker held ahead to their queues", "worker", owner, "jobs", n)
+		}
+	}
+	for owner := range o.orphans {
+		if !present[owner] {
+			delete(o.orphans, owner)
+		}
+	}
+	return nil
 }
 
 // recoverWorker unregisters one dead worker and requeues or fails its job.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/resq-go/resq/internal/envelope"
 	"github.com/resq-go/resq/internal/isolate"
@@ -35,6 +36,9 @@ type Worker struct {
 	iso      *isolation     // child processes (worker_child.go); nil when unused
 	leases   *leaseKeeper   // class concurrency caps (concurrency.go); nil when unused
 	engine   *worker.Engine // fetch loop, slots, acker, upkeep
+	// orphanHolds is the dead-worker check's memory of unregistered
+	// workers' holds (prune.go); used by the upkeep's calls only.
+	orphanHolds map[string]time.Time
 
 	mu      sync.Mutex
 	running bool
@@ -95,7 +99,7 @@ func NewWorker(conn *Conn, cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = conn.logger
 	}
-	w := &Worker{
+	w := &Worker{orphanHolds: map[string]time.Time{},
 		conn:     conn,
 		store:    conn.store,
 		cfg:      cfg,
@@ -267,7 +271,7 @@ func (w *Worker) pruneOptions() pruneOptions {
 	for _, id := range w.ids {
 		own[id] = true
 	}
-	return pruneOptions{host: w.cfg.Hostname, own: own, staleAfter: w.cfg.PruneInterval, policy: w.cfg.DeadJobs, logger: w.logger}
+	return pruneOptions{host: w.cfg.Hostname, own: own, staleAfter: w.cfg.PruneInterval, policy: w.cfg.DeadJobs, logger: w.logger, orphans: w.orphanHolds}
 }
 
 // ProcessTitle is the argv[0] that EnsureProcessTitle gives the process.

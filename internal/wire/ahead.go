@@ -17,7 +17,8 @@ import (
 
 // Jobs held ahead (decisions §31). With scripts, a busy worker's acks move
 // a few jobs more than its finished slots need out of the queues into the
-// process's ahead hash, <ns>:resq:ahead:<host:pid>. A slot that finishes a
+// worker's ahead hash, <ns>:resq:ahead:<id> (id: its first slot's worker
+// id, so two Workers in one process never share a hold). A slot that finishes a
 // job starts one of them at once, and the ack of the job it finished (or,
 // for a slot that was idle, an entry of its own) claims it: the same
 // MULTI/EXEC that counts the finished job makes the held one the slot's
@@ -33,7 +34,8 @@ import (
 // were held too long) pushes them back to the heads of their queues in
 // their order.
 
-// Ahead is the hash of jobs process owner ("host:pid") holds ahead.
+// Ahead is the hash of the jobs held ahead by the worker whose first slot
+// has worker id owner.
 func (k Keys) Ahead(owner string) string { return k.resq("ahead:" + owner) }
 
 // AheadPrefix is the common prefix of every ahead hash.
@@ -570,4 +572,18 @@ func (s *Store) heldPayloads(ctx context.Context) ([][]byte, error) {
 func sha1Hex(s string) string {
 	sum := sha1.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// HoldOwners returns the owners (first slot ids) of every ahead hash.
+func (s *Store) HoldOwners(ctx context.Context) ([]string, error) {
+	prefix := s.Keys.AheadPrefix()
+	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for iter.Next(ctx) {
+		out = append(out, strings.TrimPrefix(iter.Val(), prefix))
+	}
+	return out, iter.Err()
 }

@@ -348,7 +348,7 @@ func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (
 		next.WorkerIDs = nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	res, err := e.store.AckAhead(ctx, acks, time.Now(), next, e.cfg.Owner, hold, mark)
+	res, err := e.store.AckAhead(ctx, acks, time.Now(), next, e.cfg.IDs[0], hold, mark)
 	cancel()
 	if err == nil {
 		res.Fetched = res.Fetched || idle
@@ -374,7 +374,7 @@ func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (
 		backoff = min(backoff*2, 5*time.Second)
 		ctx, cancel := context.WithTimeout(dctx, 10*time.Second)
 		var landed bool
-		landed, err = e.store.AckRetryAhead(ctx, acks, mark, e.cfg.Owner, time.Now())
+		landed, err = e.store.AckRetryAhead(ctx, acks, mark, e.cfg.IDs[0], time.Now())
 		cancel()
 		switch {
 		case err == nil && landed:
@@ -402,7 +402,7 @@ func (a *acker) tidyHold() (failed bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := e.store.ReturnHeld(ctx, e.cfg.Owner, seqs); err != nil {
+	if _, err := e.store.ReturnHeld(ctx, e.cfg.IDs[0], seqs); err != nil {
 		e.logger.Warn("returning jobs held ahead failed; retried", "jobs", len(seqs), "error", err)
 		return true
 	}
@@ -417,7 +417,7 @@ func (a *acker) adopt() bool {
 	defer a.adopting.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hs, err := e.store.HeldAhead(ctx, e.cfg.Owner, e.cfg.MaxBytes)
+	hs, err := e.store.HeldAhead(ctx, e.cfg.IDs[0], e.cfg.MaxBytes)
 	if err != nil {
 		return false
 	}

@@ -251,7 +251,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		// A predecessor with this pid that died left its hold: give it back
 		// before holding anything.
 		if err := e.retry(ctx, "return jobs held ahead by an earlier process", func(rctx context.Context) error {
-			n, err := e.store.ReturnHeld(rctx, e.cfg.Owner, nil)
+			n, err := e.store.ReturnHeld(rctx, e.cfg.IDs[0], nil)
 			if n > 0 {
 				e.logger.Info("returned jobs an earlier process with this pid held ahead", "jobs", n)
 			}
@@ -369,7 +369,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.hold != nil {
 		// Every claim is written (or given up) now: what is left in the
 		// hash is held and untaken.
-		if n, err := e.store.ReturnHeld(uctx, e.cfg.Owner, nil); err != nil {
+		if n, err := e.store.ReturnHeld(uctx, e.cfg.IDs[0], nil); err != nil {
 			e.logger.Error("returning jobs held ahead failed; the next worker will recover them", "error", err)
 		} else if n > 0 {
 			e.logger.Info("returned jobs held ahead to their queues", "jobs", n)
