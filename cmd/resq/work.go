@@ -127,8 +127,9 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 	lim.register(fs, "fail")
 	fs.Var(stringsValue{&retries}, "retry", retryFlagHelp)
 	var sched schedulerFlags
-	var noScheduler bool
+	var noScheduler, noHold bool
 	sched.register(fs, c.env, "scheduler-")
+	fs.BoolVar(&noHold, "no-hold-ahead", false, "hold no jobs ahead: every slot waits for Redis between two jobs (slower; keeps strict queue priorities and every waiting job in its queue)")
 	fs.BoolVar(&noScheduler, "no-scheduler", false, "do not run a scheduler beside the worker (delayed jobs then need resq scheduler or Ruby's)")
 	if _, err := fs.parse(args); err != nil {
 		return err
@@ -209,6 +210,7 @@ func (c *cli) cmdWork(ctx context.Context, args []string) error {
 		StopTimeout:      stopTimeout,
 		DeadJobs:         deadJobs,
 		ClassConcurrency: classCaps,
+		DisableHoldAhead: noHold,
 		Logger:           c.logger,
 		Keyring:          keyring,
 		ReplayWindow:     replay,
