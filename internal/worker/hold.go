@@ -23,6 +23,7 @@ import (
 type hold struct {
 	mu    sync.Mutex
 	jobs  []heldJob       // untaken, in arrival order
+	held  map[string]bool // the Seqs of jobs
 	taken map[string]bool // claimed by a slot, claim not yet written
 	want  int
 	max   int
@@ -39,7 +40,7 @@ type heldJob struct {
 const holdMaxAge = 100 * time.Millisecond
 
 func newHold(slots int) *hold {
-	return &hold{taken: map[string]bool{}, want: slots, max: 2 * slots}
+	return &hold{held: map[string]bool{}, taken: map[string]bool{}, want: slots, max: 2 * slots}
 }
 
 // take hands out the held job of the highest-priority source, oldest
@@ -55,6 +56,9 @@ func (h *hold) take() (wire.Held, bool) {
 	for i, j := range h.jobs {
 		if best < 0 || j.h.Source < h.jobs[best].h.Source {
 			best = i
+			if j.h.Source <= 0 {
+				break // none comes before it
+			}
 		}
 	}
 	if best < 0 {
@@ -62,7 +66,13 @@ func (h *hold) take() (wire.Held, bool) {
 		return wire.Held{}, false
 	}
 	j := h.jobs[best]
-	h.jobs = append(h.jobs[:best], h.jobs[best+1:]...)
+	if best == 0 {
+		h.jobs[0] = heldJob{}
+		h.jobs = h.jobs[1:]
+	} else {
+		h.jobs = append(h.jobs[:best], h.jobs[best+1:]...)
+	}
+	delete(h.held, j.h.Seq)
 	h.taken[j.h.Seq] = true
 	return j.h, true
 }
@@ -78,25 +88,17 @@ func (h *hold) refill() int {
 }
 
 // add records jobs a batch moved into the hold, unless they are known
-// (adopt reads the whole hash). It returns those it did not add.
+// (adopt reads the whole hash).
 func (h *hold) add(hs []wire.Held, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, x := range hs {
-		if h.taken[x.Seq] || h.hasLocked(x.Seq) {
+		if h.taken[x.Seq] || h.held[x.Seq] {
 			continue
 		}
+		h.held[x.Seq] = true
 		h.jobs = append(h.jobs, heldJob{h: x, at: now})
 	}
-}
-
-func (h *hold) hasLocked(seq string) bool {
-	for _, j := range h.jobs {
-		if j.h.Seq == seq {
-			return true
-		}
-	}
-	return false
 }
 
 // written records that the claims of seqs were written (or given up).
@@ -121,6 +123,7 @@ func (h *hold) stale(cutoff time.Time) []string {
 	for _, j := range h.jobs {
 		if h.off || j.at.Before(cutoff) {
 			out = append(out, j.h.Seq)
+			delete(h.held, j.h.Seq)
 		} else {
 			keep = append(keep, j)
 		}
