@@ -66,6 +66,9 @@ func TestHoldAheadPauseAndStop(t *testing.T) {
 	if k := aheadKeys(t, b); k != "" {
 		t.Fatalf("held jobs left after the worker stopped: %s", k)
 	}
+	if v := b.srv.Do(t, "SCARD", b.key("resq:aheads")); v != "0" {
+		t.Fatalf("%s hold owners listed after the worker stopped", v)
+	}
 	for i := range jobs {
 		if n := runs.of(i); n != 1 {
 			t.Fatalf("job %d ran %d times", i, n)
@@ -154,6 +157,7 @@ func TestDeadWorkersHoldIsReturned(t *testing.T) {
 	b.srv.Do(t, "HSET", b.key("resq:ahead:"+host+":999996:s"), "3:1", `1:s1{"class":"Job","args":["orphan"]}`)
 	// Unregistered on another host: left for now (it may be re-registering).
 	b.srv.Do(t, "HSET", b.key("resq:ahead:web9:12:s"), "3:1", `1:s1{"class":"Job","args":["remote"]}`)
+	b.srv.Do(t, "SADD", b.key("resq:aheads"), dead, host+":999996:s", "web9:12:s")
 	res, err := b.admin.Prune(ctx, 0, resq.RequeueDeadJobs)
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +180,9 @@ func TestDeadWorkersHoldIsReturned(t *testing.T) {
 	}
 	if v := aheadKeys(t, b); v != b.key("resq:ahead:web9:12:s") {
 		t.Fatalf("ahead hashes left: %q", v)
+	}
+	if v := b.srv.Do(t, "SMEMBERS", b.key("resq:aheads")); v != "web9:12:s" {
+		t.Fatalf("hold owners left: %q", v)
 	}
 
 	// A hold left under this worker's own first id is returned at start-up.
@@ -237,5 +244,50 @@ func TestHoldAheadManyWorkersEachJobOnce(t *testing.T) {
 	}
 	if k := aheadKeys(t, b); k != "" {
 		t.Fatalf("held jobs left: %s", k)
+	}
+}
+
+// pause-all-workers (Ruby's and resq's pause of every worker) stops the
+// held jobs too: they go back to the queue, none runs while it is set;
+// once it is cleared every job runs once.
+func TestHoldAheadGlobalPause(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const jobs = 400
+	for i := range jobs {
+		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 4, PollInterval: 50 * time.Millisecond})
+	runs := handleCountingRuns(w)
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "jobs held ahead", func() bool {
+		k := aheadKeys(t, b)
+		return k != "" && b.srv.Do(t, "HLEN", k) != "0"
+	})
+	b.srv.Do(t, "SET", b.key("pause-all-workers"), "true")
+	testkit.Eventually(t, "nothing running or held while paused", func() bool {
+		st, err := b.admin.Stats(ctx)
+		return err == nil && st.Working == 0 && aheadKeys(t, b) == ""
+	})
+	st, _ := b.admin.Stats(ctx)
+	time.Sleep(300 * time.Millisecond)
+	if st2, _ := b.admin.Stats(ctx); st2.Processed != st.Processed {
+		t.Fatalf("jobs ran while all workers were paused: %d then %d", st.Processed, st2.Processed)
+	}
+	if st.Processed+st.Pending != jobs || st.Pending == 0 {
+		t.Fatalf("paused: processed %d + pending %d, want %d with some pending", st.Processed, st.Pending, jobs)
+	}
+	b.srv.Do(t, "DEL", b.key("pause-all-workers"))
+	testkit.Eventually(t, "every job processed", func() bool {
+		st, err := b.admin.Stats(ctx)
+		return err == nil && st.Processed == jobs
+	})
+	for i := range jobs {
+		if n := runs.of(i); n != 1 {
+			t.Fatalf("job %d ran %d times", i, n)
+		}
 	}
 }

@@ -91,6 +91,9 @@ type AheadResult struct {
 	// Fetched reports that the fetch ran: entries without a job found the
 	// queues empty.
 	Fetched bool
+	// Paused reports that pause-all-workers was set: nothing was fetched
+	// or held (claims are written).
+	Paused bool
 }
 
 // aheadScript writes the records of one ack batch and fetches and holds.
@@ -281,6 +284,7 @@ func (c aheadCall) parse(v any) (AheadResult, error) {
 	}
 	status, _ := rows[0].(int64)
 	r.Fetched = c.fetch && status == 1
+	r.Paused = status == -1
 	for i := 1; i+4 < len(rows); i += 5 {
 		kind, _ := rows[i].(int64)
 		src, _ := rows[i+1].(int64)
@@ -459,8 +463,9 @@ func parseHeldEntry(field, v string) (heldEntry, bool) {
 
 // ReturnHeld pushes jobs held ahead by owner back to the heads of their
 // queues, in their order, and deletes them from the hold: the fields
-// given, or all of them when fields is nil. Fields no longer held are
-// skipped. It returns the number of jobs returned.
+// given, or all of them when fields is nil (owner then also leaves
+// AheadOwners). Fields no longer held are skipped. It returns the number
+// of jobs returned.
 func (s *Store) ReturnHeld(ctx context.Context, owner string, fields []string) (int, error) {
 	if fields != nil && len(fields) == 0 {
 		return 0, nil
@@ -496,7 +501,12 @@ func (s *Store) ReturnHeld(ctx context.Context, owner string, fields []string) (
 			}
 		}
 		if len(entries) == 0 {
-			return nil // (a value resq does not write is left for an operator)
+			if fields == nil {
+				// Nothing held (a value resq does not write is left for an
+				// operator): the owner leaves the set.
+				return tx.SRem(ctx, s.fixed.aheadOwners, owner).Err()
+			}
+			return nil
 		}
 		// Latest first, each to the head of its queue: the earliest ends
 		// up first, where it was.
@@ -510,6 +520,9 @@ func (s *Store) ReturnHeld(ctx context.Context, owner string, fields []string) (
 					p.SAdd(ctx, s.fixed.queues, e.queue)
 				}
 				p.HDel(ctx, key, e.field)
+			}
+			if fields == nil {
+				p.SRem(ctx, s.fixed.aheadOwners, owner)
 			}
 			return nil
 		})
@@ -574,16 +587,18 @@ func sha1Hex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// HoldOwners returns the owners (first slot ids) of every ahead hash.
+// AheadOwners is the set of the workers (first slot ids) that hold or may
+// hold jobs ahead: added before a worker holds anything, removed once its
+// hold is returned, so that the dead-worker check finds a hold whose
+// worker something else unregistered without scanning the keyspace.
+func (k Keys) AheadOwners() string { return k.resq("aheads") }
+
+// AddHoldOwner records owner in AheadOwners before its worker holds jobs.
+func (s *Store) AddHoldOwner(ctx context.Context, owner string) error {
+	return s.rdb.SAdd(ctx, s.Keys.AheadOwners(), owner).Err()
+}
+
+// HoldOwners returns the members of AheadOwners.
 func (s *Store) HoldOwners(ctx context.Context) ([]string, error) {
-	prefix := s.Keys.AheadPrefix()
-	iter, err := s.scan(ctx, escapeGlob(prefix)+"*", 100)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for iter.Next(ctx) {
-		out = append(out, strings.TrimPrefix(iter.Val(), prefix))
-	}
-	return out, iter.Err()
+	return s.rdb.SMembers(ctx, s.Keys.AheadOwners()).Result()
 }

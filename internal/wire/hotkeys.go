@@ -13,12 +13,12 @@ import (
 
 // fixedKeys are the namespace's keys that never change.
 type fixedKeys struct {
-	pauseAll, statProcessed, statFailed, jobCounts, failed, queues string
+	pauseAll, statProcessed, statFailed, jobCounts, failed, queues, aheadOwners string
 }
 
 func newFixedKeys(k Keys) fixedKeys {
 	return fixedKeys{pauseAll: k.PauseAll(), statProcessed: k.StatProcessed(), statFailed: k.StatFailed(),
-		jobCounts: k.JobCounts(), failed: k.Failed(), queues: k.Queues()}
+		jobCounts: k.JobCounts(), failed: k.Failed(), queues: k.Queues(), aheadOwners: k.AheadOwners()}
 }
 
 // queueKey is queue:<q>, built once per queue name.

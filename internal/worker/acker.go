@@ -351,6 +351,7 @@ func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (
 	res, err := e.store.AckAhead(ctx, acks, time.Now(), next, e.cfg.IDs[0], hold, mark)
 	cancel()
 	if err == nil {
+		e.remotePaused.Store(res.Paused)
 		res.Fetched = res.Fetched || idle
 		return res, true
 	}

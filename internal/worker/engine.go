@@ -146,6 +146,9 @@ type Engine struct {
 	// hold is the jobs held ahead; nil when they are not (no scripts, or
 	// Config.DisableHoldAhead). Set by Run before the slots start.
 	hold *hold
+	// remotePaused is set while pause-all-workers is: no held job is
+	// started then (holdOpen).
+	remotePaused atomic.Bool
 	// idleSlots is how many slots the fetch loop holds idle (set by it):
 	// the acker wakes it when held jobs arrive for them.
 	idleSlots atomic.Int32
@@ -255,7 +258,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			if n > 0 {
 				e.logger.Info("returned jobs an earlier process with this pid held ahead", "jobs", n)
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			// Listed before anything is held: a hold whose worker is
+			// unregistered by someone else is found from the list.
+			return e.store.AddHoldOwner(rctx, e.cfg.IDs[0])
 		}); err != nil {
 			return nil
 		}
@@ -482,9 +490,9 @@ func (e *Engine) stopping(ctx context.Context) bool {
 }
 
 // holdOpen reports whether a slot may start a held job: the worker is
-// neither paused nor stopping.
+// neither paused (itself, or all workers by pause-all-workers) nor stopping.
 func (e *Engine) holdOpen() bool {
-	if e.paused.Load() {
+	if e.paused.Load() || e.remotePaused.Load() {
 		return false
 	}
 	select {

@@ -153,6 +153,7 @@ func (e *Engine) fetchLoop(ctx context.Context, slots []*slot, idle chan int, ac
 				slots[si].checkHeld.Store(true) // the fetch may have happened with its reply lost
 			}
 		}
+		e.remotePaused.Store(errors.Is(err, wire.ErrPaused))
 		switch {
 		case errors.Is(err, wire.ErrPaused):
 			e.wantPickup.Store(false)
