@@ -109,7 +109,9 @@ type AheadResult struct {
 // (pop from the sources, set the record; delete it if none), "c<field>"
 // claims held job <field> (set the record given; the batch's claimed
 // fields are deleted from the hash in one HDEL, and fields found gone
-// counted: a recoverer returned them while this process ran them).
+// counted: a recoverer returned them while this process ran them); an
+// entry whose record a later entry of the same slot in the batch replaces
+// writes none: "x<field>" only claims, "-" does nothing.
 //
 // Claims are written even when workers are paused (their jobs run); a
 // paused namespace fetches and holds nothing. The held jobs are written in
@@ -163,6 +165,9 @@ for i = 1, n do
   if kind == 'c' then
     claimed[#claimed + 1] = string.sub(op, 2)
     redis.call('SET', wk, ARGV[4 + 2 * m + 2 * i])
+  elseif kind == 'x' then
+    claimed[#claimed + 1] = string.sub(op, 2)
+  elseif kind == '-' then
   elseif kind == 'f' and not paused then
     local job = pop()
     if job then
@@ -246,8 +251,20 @@ func (s *Store) aheadCall(acks []Ack, now time.Time, next *FetchRequest, owner s
 		}
 	}
 	c.ops = len(c.args)
-	for _, a := range acks {
+	var last map[string]int // entry index of each worker id's last entry
+	if len(acks) > 1 {
+		last = make(map[string]int, len(acks))
+		for i, a := range acks {
+			last[a.WorkerID] = i
+		}
+	}
+	for i, a := range acks {
+		superseded := last != nil && last[a.WorkerID] != i
 		switch {
+		case superseded && a.Next != nil:
+			c.args = append(c.args, "x"+a.Next.Seq, "")
+		case superseded && !(c.fetch && !a.ClaimOnly):
+			c.args = append(c.args, "-", "")
 		case a.Next != nil:
 			c.args = append(c.args, "c"+a.Next.Seq, a.Next.record)
 		case c.fetch && !a.ClaimOnly:

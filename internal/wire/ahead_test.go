@@ -218,3 +218,33 @@ func TestAckAheadAfterScriptFlushAndRetry(t *testing.T) {
 	expect(t, srv, `{"queue":"q","run_at":"2024-01-15T10:23:45Z","payload":{"class":"D","args":[4]}}`, "GET", "resque:worker:h:1:q:2")
 	expect(t, srv, "0", "EXISTS", "resque:resq:ahead:"+aheadOwner)
 }
+
+// Two entries of one slot in one batch (it ran a held job and the next
+// before the batch left): the later record stands, both claimed fields
+// go, and the slot's counter moves by two in one INCRBY.
+func TestAckAheadSameSlotTwice(t *testing.T) {
+	t.Parallel()
+	s, srv := newPrivateStore(t) // (its own server: command counts)
+	srv.Do(t, "RPUSH", "resque:queue:q", `{"class":"A","args":[1]}`, `{"class":"B","args":[2]}`, `{"class":"C","args":[3]}`)
+	next := &wire.FetchRequest{Queues: []string{"q"}, MaxBytes: maxPayload}
+	res, err := s.AckAhead(bg, []wire.Ack{{WorkerID: "h:1:q:1", ClaimOnly: true}}, specInstant, next, aheadOwner, 3, wire.AckMark{})
+	if err != nil || len(res.Held) != 3 {
+		t.Fatalf("AckAhead = %+v, %v", res, err)
+	}
+	_, cb := s.Claim(res.Held[1], specInstant)
+	_, cc := s.Claim(res.Held[2], specInstant.Add(time.Second))
+	before := srv.CommandCalls(t, "incrby")
+	res, err = s.AckAhead(bg, []wire.Ack{
+		{WorkerID: "h:1:q:1", Processed: true, Queue: "q", Class: "A", Next: cb},
+		{WorkerID: "h:1:q:1", Processed: true, Queue: "q", Class: "B", Next: cc},
+	}, specInstant, nil, aheadOwner, 0, wire.AckMark{})
+	if err != nil || res.Missed != 0 {
+		t.Fatalf("AckAhead = %+v, %v", res, err)
+	}
+	if n := srv.CommandCalls(t, "incrby") - before; n != 2 { // stat:processed:<id> once, stat:processed once
+		t.Errorf("%d INCRBY for two acks of one slot, want 2", n)
+	}
+	expect(t, srv, `{"queue":"q","run_at":"2024-01-15T10:23:46Z","payload":{"class":"C","args":[3]}}`, "GET", "resque:worker:h:1:q:1")
+	expect(t, srv, "2", "GET", "resque:stat:processed:h:1:q:1")
+	expect(t, srv, "1", "HLEN", "resque:resq:ahead:"+aheadOwner) // A, never claimed
+}

@@ -458,6 +458,13 @@ func JobCountField(outcome, queue, class string) string {
 // replaces it, DEL worker:<id>; then the batch's global and resq counters.
 func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, now time.Time, replace bool) {
 	var processed, failed int64
+	// The per-worker counters, one INCRBY per worker id and counter: a
+	// slot that runs held jobs has several acks in one batch.
+	type slotCount struct {
+		ks                *slotKeyset
+		processed, failed int64
+	}
+	var perSlot []slotCount
 	for _, a := range acks {
 		if a.ClaimOnly {
 			continue
@@ -472,19 +479,40 @@ func (s *Store) ackCommands(ctx context.Context, p redis.Pipeliner, acks []Ack, 
 		if len(a.DelKeys) > 0 {
 			p.Del(ctx, a.DelKeys...)
 		}
-		if a.CountFailed {
-			failed++
-			p.IncrBy(ctx, ks.failed, 1)
-		}
 		if !replace {
 			p.Del(ctx, ks.worker) // else the fetch script replaces or deletes it
 		}
 		if a.SeenID != "" {
 			p.Set(ctx, s.Keys.Seen(a.SeenID), 1, a.SeenTTL)
 		}
+		if !a.CountFailed && !a.Processed {
+			continue
+		}
+		i := 0
+		for i < len(perSlot) && perSlot[i].ks != ks {
+			i++
+		}
+		if i == len(perSlot) {
+			if perSlot == nil {
+				perSlot = make([]slotCount, 0, len(acks))
+			}
+			perSlot = append(perSlot, slotCount{ks: ks})
+		}
+		if a.CountFailed {
+			failed++
+			perSlot[i].failed++
+		}
 		if a.Processed {
 			processed++
-			p.IncrBy(ctx, ks.processed, 1)
+			perSlot[i].processed++
+		}
+	}
+	for _, c := range perSlot {
+		if c.failed > 0 {
+			p.IncrBy(ctx, c.ks.failed, c.failed)
+		}
+		if c.processed > 0 {
+			p.IncrBy(ctx, c.ks.processed, c.processed)
 		}
 	}
 	if failed > 0 {
