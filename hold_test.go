@@ -149,14 +149,14 @@ func TestDeadWorkersHoldIsReturned(t *testing.T) {
 	dead := host + ":999997:q:1"
 	b.srv.Do(t, "SADD", b.key("workers"), dead, host+":999997:q:2")
 	b.srv.Do(t, "HSET", b.key("resq:ahead:"+dead),
-		"17:1", `1:q1{"class":"Job","args":["held 1"]}`,
-		"17:2", `1:q1{"class":"Job","args":["held 2"]}`,
-		"16:1", `1:r0not json`)
+		"17:1:1q", `{"class":"Job","args":["held 1"]}`,
+		"17:2:1q", `{"class":"Job","args":["held 2"]}`,
+		"16:1:0r", `not json`)
 	b.srv.Do(t, "RPUSH", b.key("queue:q"), `{"class":"Job","args":["queued"]}`)
 	// Unregistered, its process gone: an orphan.
-	b.srv.Do(t, "HSET", b.key("resq:ahead:"+host+":999996:s"), "3:1", `1:s1{"class":"Job","args":["orphan"]}`)
+	b.srv.Do(t, "HSET", b.key("resq:ahead:"+host+":999996:s"), "3:1:1s", `{"class":"Job","args":["orphan"]}`)
 	// Unregistered on another host: left for now (it may be re-registering).
-	b.srv.Do(t, "HSET", b.key("resq:ahead:web9:12:s"), "3:1", `1:s1{"class":"Job","args":["remote"]}`)
+	b.srv.Do(t, "HSET", b.key("resq:ahead:web9:12:s"), "3:1:1s", `{"class":"Job","args":["remote"]}`)
 	b.srv.Do(t, "SADD", b.key("resq:aheads"), dead, host+":999996:s", "web9:12:s")
 	res, err := b.admin.Prune(ctx, 0, resq.RequeueDeadJobs)
 	if err != nil {
@@ -187,7 +187,7 @@ func TestDeadWorkersHoldIsReturned(t *testing.T) {
 
 	// A hold left under this worker's own first id is returned at start-up.
 	w := newWorker(t, b, resq.WorkerConfig{Queues: []string{"q2"}})
-	b.srv.Do(t, "HSET", b.key("resq:ahead:"+w.IDs()[0]), "5:1", `2:q21{"class":"Job","args":["mine"]}`)
+	b.srv.Do(t, "HSET", b.key("resq:ahead:"+w.IDs()[0]), "5:1:1q2", `{"class":"Job","args":["mine"]}`)
 	got := make(chan string, 1)
 	w.HandleFunc("Job", func(ctx context.Context, j *resq.Job) error { got <- string(j.Args); return nil })
 	testkit.RunWorker(t, w)

@@ -26,10 +26,11 @@ import (
 // Redis — in a queue, in the hash, or in a worker's record — and a slot
 // never waits for Redis between two jobs while the hold has one.
 //
-// The hash's fields are "<batch>:<k>" (a batch number of the Store, the
-// k-th job the batch moved), its values "<len(queue)>:<queue><1|0><job>":
-// the queue it came from, whether the job is a JSON object stored as is in
-// its record, and the job's bytes as they were in the queue. Returning
+// The hash's fields are "<batch>:<k>:<1|0><queue>" (a batch number of the
+// Store, the k-th job the batch moved, whether the job is a JSON object
+// stored as is in its record, the queue it came from), its values the
+// job's bytes as they were in the queue (so the script stores the string
+// LPOP gave it, without building another). Returning
 // held jobs (ReturnHeld: on pause, on stop, for a dead process, when they
 // were held too long) pushes them back to the heads of their queues in
 // their order.
@@ -37,9 +38,6 @@ import (
 // Ahead is the hash of the jobs held ahead by the worker whose first slot
 // has worker id owner.
 func (k Keys) Ahead(owner string) string { return k.resq("ahead:" + owner) }
-
-// AheadPrefix is the common prefix of every ahead hash.
-func (k Keys) AheadPrefix() string { return k.resq("ahead:") }
 
 // Held is one job held ahead.
 type Held struct {
@@ -191,9 +189,8 @@ if not paused and hold > 0 then
     local job = pop()
     if not job then break end
     local _, ret, asis = body(job)
-    local name = ARGV[4 + m + q]
-    pairs[#pairs + 1] = base .. ':' .. k
-    pairs[#pairs + 1] = #name .. ':' .. name .. asis .. job
+    pairs[#pairs + 1] = base .. ':' .. k .. ':' .. asis .. ARGV[4 + m + q]
+    pairs[#pairs + 1] = job
     emit(2, q, k, ret, asis)
   end
   if #pairs > 0 then redis.call('HSET', ahead, unpack(pairs)) end
@@ -333,7 +330,11 @@ func (c aheadCall) parse(v any) (AheadResult, error) {
 			r.Got = append(r.Got, f)
 		case 2:
 			f.RunAt = ""
-			r.Held = append(r.Held, Held{Seq: c.base + ":" + strconv.FormatInt(idx, 10), Source: qi, Job: f})
+			flag := "0"
+			if asis == 1 {
+				flag = "1"
+			}
+			r.Held = append(r.Held, Held{Seq: c.base + ":" + strconv.FormatInt(idx, 10) + ":" + flag + c.fc.queues[qi], Source: qi, Job: f})
 		}
 	}
 	return r, nil
@@ -437,22 +438,10 @@ func (s *Store) settleRecordsPlain(ctx context.Context, acks []Ack, ahead string
 	return err
 }
 
-// parseHeldValue splits an ahead hash value.
-func parseHeldValue(v string) (queue string, flag byte, job string, ok bool) {
-	colon := strings.IndexByte(v, ':')
-	if colon < 1 {
-		return "", 0, "", false
-	}
-	n, err := strconv.Atoi(v[:colon])
-	if err != nil || n < 0 || colon+1+n >= len(v) {
-		return "", 0, "", false
-	}
-	return v[colon+1 : colon+1+n], v[colon+1+n], v[colon+2+n:], true
-}
-
 // heldEntry is one field and value of an ahead hash.
 type heldEntry struct {
 	field, queue, job string
+	asis              bool
 	batch, k          int64
 }
 
@@ -464,18 +453,20 @@ func (e heldEntry) compare(o heldEntry) int {
 	return cmp.Compare(e.k, o.k)
 }
 
+// parseHeldEntry splits a field "<batch>:<k>:<1|0><queue>" and takes the
+// job from its value.
 func parseHeldEntry(field, v string) (heldEntry, bool) {
-	e := heldEntry{field: field}
-	b, k, ok := strings.Cut(field, ":")
-	if !ok {
+	e := heldEntry{field: field, job: v}
+	b, rest, ok1 := strings.Cut(field, ":")
+	k, rest, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || len(rest) < 2 || (rest[0] != '0' && rest[0] != '1') {
 		return e, false
 	}
 	var err1, err2 error
 	e.batch, err1 = strconv.ParseInt(b, 10, 64)
 	e.k, err2 = strconv.ParseInt(k, 10, 64)
-	var okv bool
-	e.queue, _, e.job, okv = parseHeldValue(v)
-	return e, err1 == nil && err2 == nil && okv
+	e.asis, e.queue = rest[0] == '1', rest[1:]
+	return e, err1 == nil && err2 == nil
 }
 
 // ReturnHeld pushes jobs held ahead by owner back to the heads of their
@@ -559,17 +550,15 @@ func (s *Store) HeldAhead(ctx context.Context, owner string, maxBytes int) ([]He
 		return nil, err
 	}
 	var entries []heldEntry
-	flags := map[string]byte{}
 	for f, v := range all {
 		if e, ok := parseHeldEntry(f, v); ok {
 			entries = append(entries, e)
-			_, flags[f], _, _ = parseHeldValue(v)
 		}
 	}
 	slices.SortFunc(entries, heldEntry.compare)
 	out := make([]Held, 0, len(entries))
 	for _, e := range entries {
-		f := Fetched{Queue: e.queue, Raw: []byte(e.job), storedAsIs: flags[e.field] == '1'}
+		f := Fetched{Queue: e.queue, Raw: []byte(e.job), storedAsIs: e.asis}
 		if maxBytes > 0 && len(e.job) > maxBytes {
 			f.Raw, f.Oversize = []byte(e.job[:1024]), &Oversize{Size: len(e.job), SHA1: sha1Hex(e.job)}
 		}
@@ -578,25 +567,23 @@ func (s *Store) HeldAhead(ctx context.Context, owner string, maxBytes int) ([]He
 	return out, nil
 }
 
-// heldPayloads returns the jobs in every process's ahead hash.
+// heldPayloads returns the jobs in every worker's ahead hash.
 func (s *Store) heldPayloads(ctx context.Context) ([][]byte, error) {
-	iter, err := s.scan(ctx, escapeGlob(s.Keys.AheadPrefix())+"*", 100)
+	owners, err := s.HoldOwners(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out [][]byte
-	for iter.Next(ctx) {
-		vals, err := s.rdb.HVals(ctx, iter.Val()).Result()
+	for _, o := range owners {
+		vals, err := s.rdb.HVals(ctx, s.Keys.Ahead(o)).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
 		for _, v := range vals {
-			if _, _, job, ok := parseHeldValue(v); ok {
-				out = append(out, []byte(job))
-			}
+			out = append(out, []byte(v))
 		}
 	}
-	return out, iter.Err()
+	return out, nil
 }
 
 func sha1Hex(s string) string {

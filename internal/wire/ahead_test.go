@@ -42,7 +42,10 @@ func TestAckAheadHoldsAndClaims(t *testing.T) {
 	}
 	expect(t, srv, `{"queue":"q","run_at":"2024-01-15T10:23:45Z","payload":"not json"}`, "GET", "resque:worker:"+ids[0])
 	expect(t, srv, "1", "HLEN", "resque:resq:ahead:"+aheadOwner)
-	expect(t, srv, `1:q1{"class":"C","args":[3]}`, "HGET", "resque:resq:ahead:"+aheadOwner, res.Held[0].Seq)
+	expect(t, srv, `{"class":"C","args":[3]}`, "HGET", "resque:resq:ahead:"+aheadOwner, res.Held[0].Seq)
+	if !strings.HasSuffix(res.Held[0].Seq, ":1q") {
+		t.Errorf("field %q: want <batch>:<k>:1q", res.Held[0].Seq)
+	}
 	expect(t, srv, "0", "LLEN", "resque:queue:q")
 
 	// Slot 1 starts the held job a second later; its next ack claims it.
