@@ -87,8 +87,9 @@ type WorkerConfig struct {
 	// then only polls, backing off up to PollInterval.
 	DisableBlockingPickup bool
 	// DisableHoldAhead turns off holding jobs ahead. By default a busy
-	// worker keeps up to two jobs per slot moved out of its queues into its
-	// own hash (<ns>:resq:ahead:<host:pid>), so that a slot finishing a job
+	// worker keeps up to four jobs per slot (as many as its slots use)
+	// moved out of its queues into its own hash
+	// (<ns>:resq:ahead:<first worker id>), so that a slot finishing a job
 	// starts the next one without waiting for Redis; held jobs are not in
 	// the queues' lengths, may run before a job of a higher-priority queue
 	// that arrived after them, and go back to the heads of their queues when

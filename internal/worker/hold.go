@@ -15,7 +15,7 @@ import (
 // the hold is its belief about it: untaken jobs, and taken jobs whose claim
 // is not yet written (never returned to their queues by this process).
 //
-// Its size adapts to the jobs: it aims at want jobs, at most two per slot;
+// Its size adapts to the jobs: it aims at want jobs, at most four per slot;
 // a job untaken for holdMaxAge is returned to its queue and halves want; a
 // slot that finished a job and found the hold empty doubles it. So fast
 // jobs keep every slot supplied without waiting for Redis, and slow ones
@@ -40,7 +40,7 @@ type heldJob struct {
 const holdMaxAge = 100 * time.Millisecond
 
 func newHold(slots int) *hold {
-	return &hold{held: map[string]bool{}, taken: map[string]bool{}, want: slots, max: 2 * slots}
+	return &hold{held: map[string]bool{}, taken: map[string]bool{}, want: slots, max: 4 * slots}
 }
 
 // take hands out the held job of the highest-priority source, oldest

@@ -40,7 +40,7 @@ func TestHoldTakeOrderAndDedupe(t *testing.T) {
 	}
 }
 
-// want grows when a slot finds the hold empty (up to two per slot) and
+// want grows when a slot finds the hold empty (up to four per slot) and
 // halves when held jobs go stale; off hands out nothing and makes every
 // untaken job stale.
 func TestHoldAdapts(t *testing.T) {
@@ -50,8 +50,9 @@ func TestHoldAdapts(t *testing.T) {
 	}
 	h.take() // empty: want doubles
 	h.take()
-	if n := h.refill(); n != 8 {
-		t.Fatalf("refill = %d, want 8 (the cap, two per slot)", n)
+	h.take()
+	if n := h.refill(); n != 16 {
+		t.Fatalf("refill = %d, want 16 (the cap, four per slot)", n)
 	}
 	old := time.Now().Add(-time.Second)
 	h.add([]wire.Held{held("1:1", 0), held("1:2", 0)}, old)
@@ -59,8 +60,8 @@ func TestHoldAdapts(t *testing.T) {
 	if s := h.stale(time.Now().Add(-holdMaxAge)); join(s) != "1:1 1:2" {
 		t.Fatalf("stale = %v", s)
 	}
-	if n := h.refill(); n != 4-1 {
-		t.Fatalf("refill = %d after stale jobs, want want/2 - held = 3", n)
+	if n := h.refill(); n != 8-1 {
+		t.Fatalf("refill = %d after stale jobs, want want/2 - held = 7", n)
 	}
 	h.setOff(true)
 	if _, ok := h.take(); ok || h.refill() != 0 {
