@@ -11,10 +11,15 @@
 //	slot  --ExecuteFunc(ctx, Slot, Fetched)-->  Result
 //	Result  --acker (acker.go)-->  wire.Store.AckAndFetch  --next job-->  slot
 //
-// A finished job's ack usually brings the slot's next job with it, so a busy
-// slot returns to the fetch loop only when the queues run dry; an idle slot
-// with empty queues is woken by a blocking pickup (pickup.go) rather than by
-// polling. upkeep.go keeps the worker's ids alive beside that path.
+// A busy worker holds a few jobs ahead (hold.go; with Lua scripts, unless
+// Config.DisableHoldAhead): a slot that finishes a job starts a held one at
+// once and posts its ack without waiting, the ack carrying the claim that
+// makes the held job the slot's record; the ack batches refill the hold.
+// When the hold is empty a finished job's ack brings the slot's next job
+// with it, so a busy slot returns to the fetch loop only when the queues
+// run dry; an idle slot with empty queues is woken by a blocking pickup
+// (pickup.go) rather than by polling. upkeep.go keeps the worker's ids
+// alive beside that path.
 //
 // # Concurrency
 //
@@ -25,7 +30,8 @@
 //     the slot's jobs one at a time: ExecuteFunc runs on up to len(IDs)
 //     goroutines at once and must be safe for that;
 //   - two acker loops (one with a single slot), which write the acks of
-//     every slot in batches;
+//     every slot in batches; with the hold, each slot posts to one loop
+//     only, so that its entries reach Redis in order;
 //   - the pickers' supervisor and one blocking pickup per queue (up to 16),
 //     unless Config.DisableBlockingPickup;
 //   - the upkeep loop, which calls Config.PruneFunc on its own goroutine.
