@@ -21,6 +21,16 @@ func aheadKeys(t *testing.T, b *bundle) string {
 	return b.srv.Do(t, "KEYS", b.key("resq:ahead:*"))
 }
 
+// enqueueWork enqueues n Work jobs on q, args 0 … n-1.
+func enqueueWork(t *testing.T, b *bundle, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := b.client.Enqueue(context.Background(), "q", "Work", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A busy worker holds jobs ahead and runs every job once; when it pauses,
 // what it held goes back to the queue (a paused worker holds nothing but
 // its running jobs); after Resume and Shutdown nothing is held and every
@@ -30,11 +40,7 @@ func TestHoldAheadPauseAndStop(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	const jobs = 400
-	for i := range jobs {
-		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueWork(t, b, jobs)
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 4})
 	runs := handleCountingRuns(w) // 1 ms per job
 	var heldSeen atomic.Bool
@@ -255,11 +261,7 @@ func TestHoldAheadGlobalPause(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	const jobs = 400
-	for i := range jobs {
-		if _, err := b.client.Enqueue(ctx, "q", "Work", i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueWork(t, b, jobs)
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 4, PollInterval: 50 * time.Millisecond})
 	runs := handleCountingRuns(w)
 	testkit.RunWorker(t, w)

@@ -156,6 +156,21 @@ func (a *acker) write(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (got [
 	}
 	// The outcome is unknown: the records this write replaced or left are
 	// handed back by the slots' next fetch, which checks for them.
+	a.retry(batch, err, func(ctx context.Context) (bool, error) {
+		return e.store.AckRetry(ctx, acks, mark, time.Now())
+	})
+	return nil, false
+}
+
+// retry retries a batch whose write failed with err (its outcome unknown)
+// through again, which never repeats a write that landed with its reply
+// lost: with back-off, until it succeeds, maxAckAttempts, or StopTimeout
+// after a stop was requested (drainCtx). It marks the batch's slots to
+// check their records on their next fetch, and reports whether the
+// outcome is now known to be this retry's write (false: the first write
+// had landed, or the retries gave up).
+func (a *acker) retry(batch []ackReq, err error, again func(context.Context) (landed bool, err error)) (rewritten bool) {
+	e := a.e
 	for _, b := range batch {
 		b.slot.checkHeld.Store(true)
 	}
@@ -163,30 +178,30 @@ func (a *acker) write(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (got [
 	defer dcancel()
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		e.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
+		e.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(batch), "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
 		case <-dctx.Done():
 			t.Stop()
 			e.logger.Error("giving up on job results: the worker is stopping and Redis did not answer within the stop timeout; the next worker recovers their jobs from the in-flight records",
-				"jobs", len(acks), "error", err)
-			return nil, false
+				"jobs", len(batch), "error", err)
+			return false
 		}
 		backoff = min(backoff*2, 5*time.Second)
 		ctx, cancel := context.WithTimeout(dctx, 10*time.Second)
 		var landed bool
-		landed, err = e.store.AckRetry(ctx, acks, mark, time.Now())
+		landed, err = again(ctx)
 		cancel()
 		switch {
 		case err == nil && landed:
-			e.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
-			return nil, false
+			e.logger.Info("job results were written; only the reply was lost", "jobs", len(batch))
+			return false
 		case err == nil:
-			return nil, false
+			return true
 		case attempt >= maxAckAttempts:
-			e.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
-			return nil, false
+			e.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(batch))
+			return false
 		}
 	}
 }
@@ -355,39 +370,10 @@ func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (
 		res.Fetched = res.Fetched || idle
 		return res, true
 	}
-	for _, b := range batch {
-		b.slot.checkHeld.Store(true)
-	}
-	dctx, dcancel := e.drainCtx(a.stop)
-	defer dcancel()
-	backoff := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		e.logger.Warn("writing job results failed; retrying", "error", err, "jobs", len(acks), "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-dctx.Done():
-			t.Stop()
-			e.logger.Error("giving up on job results: the worker is stopping and Redis did not answer within the stop timeout; the next worker recovers their jobs from the in-flight records",
-				"jobs", len(acks), "error", err)
-			return wire.AheadResult{}, false
-		}
-		backoff = min(backoff*2, 5*time.Second)
-		ctx, cancel := context.WithTimeout(dctx, 10*time.Second)
-		var landed bool
-		landed, err = e.store.AckRetryAhead(ctx, acks, mark, e.cfg.IDs[0], time.Now())
-		cancel()
-		switch {
-		case err == nil && landed:
-			e.logger.Info("job results were written; only the reply was lost", "jobs", len(acks))
-			return wire.AheadResult{}, false
-		case err == nil:
-			return wire.AheadResult{}, true
-		case attempt >= maxAckAttempts:
-			e.logger.Error("giving up on job results; their jobs will be recovered from the in-flight records", "jobs", len(acks))
-			return wire.AheadResult{}, false
-		}
-	}
+	known = a.retry(batch, err, func(ctx context.Context) (bool, error) {
+		return e.store.AckRetryAhead(ctx, acks, mark, e.cfg.IDs[0], time.Now())
+	})
+	return wire.AheadResult{}, known
 }
 
 // tidyHold turns the hold off while the worker is paused or stopping, and
