@@ -87,11 +87,24 @@ func TestHoldAheadPauseAndStop(t *testing.T) {
 // one's slots are all busy.
 func TestHeldJobsBehindLongOnesReturn(t *testing.T) {
 	t.Parallel()
+	t.Run("default user", func(t *testing.T) { t.Parallel(); heldJobsBehindLongOnesReturn(t, false) })
+	// A worker-role ACL user may return held jobs by field (HMGET).
+	t.Run("worker role", func(t *testing.T) { t.Parallel(); heldJobsBehindLongOnesReturn(t, true) })
+}
+
+func heldJobsBehindLongOnesReturn(t *testing.T, acl bool) {
 	b := setup(t)
 	ctx := context.Background()
 	release := make(chan struct{})
 	var long atomic.Int32
-	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 2})
+	conn, user := b.conn, ""
+	if acl {
+		conn, user = aclConn(t, b, resq.ACLWorker, true)
+	}
+	w, err := resq.NewWorker(conn, resq.WorkerConfig{Queues: []string{"q"}, Concurrency: 2, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.HandleFunc("Long", func(ctx context.Context, j *resq.Job) error { long.Add(1); <-release; return nil })
 	var numbered atomic.Int32 // quick jobs of the ten behind the long ones that ran here
 	w.HandleFunc("Quick", func(ctx context.Context, j *resq.Job) error {
@@ -141,6 +154,9 @@ func TestHeldJobsBehindLongOnesReturn(t *testing.T) {
 		st, err := b.admin.Stats(ctx)
 		return err == nil && st.Processed == 14
 	})
+	if acl {
+		checkNoDenials(t, b.srv, user, true)
+	}
 }
 
 // A dead worker's hold goes back to the heads of its queues when it is

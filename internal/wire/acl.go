@@ -96,6 +96,8 @@ var aclRoles = map[string]aclRole{
 			// registration, heartbeats, the "working on" records, stats
 			"sadd", "srem", "smembers", "sismember", "set", "get", "mget", "del", "expire", "pexpire", "pttl",
 			"hset", "hget", "hgetall", "hdel", "hincrby", "incrby",
+			// jobs held ahead: returned by field
+			"hmget",
 			// retry counters (resque-retry)
 			"incr", "setnx",
 			// queues, pickups, failures

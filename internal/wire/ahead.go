@@ -575,11 +575,11 @@ func (s *Store) heldPayloads(ctx context.Context) ([][]byte, error) {
 	}
 	var out [][]byte
 	for _, o := range owners {
-		vals, err := s.rdb.HVals(ctx, s.Keys.Ahead(o)).Result()
+		all, err := s.rdb.HGetAll(ctx, s.Keys.Ahead(o)).Result() // (the viewer role's read)
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
-		for _, v := range vals {
+		for _, v := range all {
 			out = append(out, []byte(v))
 		}
 	}
