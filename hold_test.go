@@ -309,3 +309,41 @@ func TestHoldAheadGlobalPause(t *testing.T) {
 		}
 	}
 }
+
+// One slot keeps its queue's order with jobs held ahead, also when a slow
+// job makes the held ones go back to the queue.
+func TestHoldAheadOneSlotKeepsOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const jobs = 60
+	enqueueWork(t, b, jobs)
+	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1})
+	var mu sync.Mutex
+	var order []int
+	resq.Handle(w, "Work", func(ctx context.Context, a []int) error {
+		mu.Lock()
+		order = append(order, a[0])
+		mu.Unlock()
+		if a[0]%20 == 5 {
+			time.Sleep(3 * holdMaxAgeForTests) // the held jobs go back meanwhile
+		}
+		return nil
+	})
+	testkit.RunWorker(t, w)
+	testkit.Eventually(t, "every job processed", func() bool {
+		st, err := b.admin.Stats(ctx)
+		return err == nil && st.Processed == jobs
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range order {
+		if n != i {
+			t.Fatalf("ran %v; want 0 … %d in order", order, jobs-1)
+		}
+	}
+}
+
+// holdMaxAgeForTests is the engine's holdMaxAge (100 ms), which the root
+// package cannot read.
+const holdMaxAgeForTests = 100 * time.Millisecond

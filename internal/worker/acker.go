@@ -312,12 +312,12 @@ func (a *acker) aheadLoop(lane int) {
 		}
 		mark.Seq++
 		a.adopting.RLock()
-		res, known := a.writeAhead(batch, acks, mark)
+		res, refilled, known := a.writeAhead(batch, acks, mark)
 		if !known {
 			needAdopt = true // a lost reply may have moved jobs into the hold
 		}
 		e.hold.written(seqs)
-		e.hold.add(res.Held, time.Now())
+		e.hold.add(res.Held, time.Now(), refilled)
 		a.adopting.RUnlock()
 		if len(res.Held) > 0 && e.idleSlots.Load() > 0 {
 			e.poke() // idle slots start held jobs (fetchLoop)
@@ -352,7 +352,7 @@ func (a *acker) aheadLoop(lane int) {
 // the first write is unknown (its reply was lost): the retry (AckRetryAhead)
 // writes the acks and claims but not what a landed write moved into the
 // hold, which the loop then reads back (adopt).
-func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (res wire.AheadResult, known bool) {
+func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (res wire.AheadResult, refilled, known bool) {
 	e := a.e
 	next, idle := a.fetchNext(nil)
 	hold := 0
@@ -368,12 +368,12 @@ func (a *acker) writeAhead(batch []ackReq, acks []wire.Ack, mark wire.AckMark) (
 	if err == nil {
 		e.remotePaused.Store(res.Paused)
 		res.Fetched = res.Fetched || idle
-		return res, true
+		return res, hold > 0, true
 	}
 	known = a.retry(batch, err, func(ctx context.Context) (bool, error) {
 		return e.store.AckRetryAhead(ctx, acks, mark, e.cfg.IDs[0], time.Now())
 	})
-	return wire.AheadResult{}, known
+	return wire.AheadResult{}, hold > 0, known
 }
 
 // tidyHold turns the hold off while the worker is paused or stopping, and
@@ -421,6 +421,6 @@ func (a *acker) adopt() bool {
 		}
 		hs[i].Source = r
 	}
-	e.hold.add(hs, time.Now())
+	e.hold.add(hs, time.Now(), false)
 	return true
 }

@@ -28,6 +28,10 @@ type hold struct {
 	want  int
 	max   int
 	off   bool // paused or stopping: nothing is handed out
+	// refilling counts batches in flight that move jobs into the hold:
+	// nothing goes back while one is, since the jobs it brings are newer
+	// than those it would return.
+	refilling int
 }
 
 type heldJob struct {
@@ -77,21 +81,30 @@ func (h *hold) take() (wire.Held, bool) {
 	return j.h, true
 }
 
-// refill is how many jobs the next batch should move into the hold.
+// refill is how many jobs the next batch should move into the hold; when
+// it is more than none, the batch's add must say so (refilled).
 func (h *hold) refill() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.off {
 		return 0
 	}
-	return max(0, h.want-len(h.jobs))
+	n := max(0, h.want-len(h.jobs))
+	if n > 0 {
+		h.refilling++
+	}
+	return n
 }
 
 // add records jobs a batch moved into the hold, unless they are known
-// (adopt reads the whole hash).
-func (h *hold) add(hs []wire.Held, now time.Time) {
+// (adopt reads the whole hash); refilled: the batch asked for them (refill
+// returned more than none), whatever it got.
+func (h *hold) add(hs []wire.Held, now time.Time, refilled bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if refilled {
+		h.refilling--
+	}
 	for _, x := range hs {
 		if h.taken[x.Seq] || h.held[x.Seq] {
 			continue
@@ -113,24 +126,25 @@ func (h *hold) written(seqs []string) {
 	}
 }
 
-// stale removes and returns the untaken jobs held since before cutoff
-// (every untaken job when the hold is off), halving want when some were.
+// stale removes and returns every untaken job when the oldest one has been
+// held since before cutoff, or when the hold is off, halving want in the
+// first case. All of them, not only the old ones: they go back to the head
+// of their queues in their order, so a newer job is never left held while
+// an older one waits in the queue (one slot keeps its queue's order).
 func (h *hold) stale(cutoff time.Time) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []string
-	keep := h.jobs[:0]
-	for _, j := range h.jobs {
-		if h.off || j.at.Before(cutoff) {
-			out = append(out, j.h.Seq)
-			delete(h.held, j.h.Seq)
-		} else {
-			keep = append(keep, j)
-		}
+	if len(h.jobs) == 0 || h.refilling > 0 || (!h.off && !h.jobs[0].at.Before(cutoff)) {
+		return nil
 	}
-	clear(h.jobs[len(keep):])
-	h.jobs = keep
-	if len(out) > 0 && !h.off {
+	out := make([]string, len(h.jobs))
+	for i, j := range h.jobs {
+		out[i] = j.h.Seq
+		delete(h.held, j.h.Seq)
+	}
+	clear(h.jobs)
+	h.jobs = h.jobs[:0]
+	if !h.off {
 		h.want = max(1, h.want/2)
 	}
 	return out
