@@ -49,7 +49,7 @@ func TestHoldAdapts(t *testing.T) {
 		t.Fatalf("refill = %d, want 4 (one per slot)", n)
 	}
 	h.add(nil, time.Now(), true) // that batch came back with nothing
-	h.take() // empty: want doubles
+	h.take()                     // empty: want doubles
 	h.take()
 	h.take()
 	if n := h.refill(); n != 16 {
