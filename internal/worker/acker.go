@@ -267,6 +267,7 @@ func (a *acker) aheadLoop(lane int) {
 	batch := make([]ackReq, 0, cap(reqs))
 	acks := make([]wire.Ack, 0, cap(reqs))
 	var seqs []string
+	var given []heldGiven // per entry: the held job a waiting slot was given
 	mark := wire.AckMark{Owner: e.cfg.Owner + ":" + strconv.Itoa(lane), Seq: time.Now().UnixNano()}
 	tick := time.NewTicker(holdMaxAge / 2)
 	defer tick.Stop()
@@ -299,16 +300,30 @@ func (a *acker) aheadLoop(lane int) {
 				break drain
 			}
 		}
+		if needAdopt {
+			needAdopt = !a.adopt()
+		}
 		acks = acks[:0]
 		seqs = seqs[:0]
-		for _, b := range batch {
+		given = given[:0]
+		for i := range batch {
+			b := &batch[i]
+			var f wire.Fetched
+			has := false
+			if !b.async && b.ack.Next == nil && !b.ack.ClaimOnly && e.holdOpen() {
+				// A slot that waits gets a held job rather than one fetched
+				// behind it (jobs held since it found the hold empty are
+				// older than the queue's head): its ack claims it.
+				if h, ok := e.hold.take(); ok {
+					f, b.ack.Next = e.store.Claim(h, time.Now())
+					has = true
+				}
+			}
+			given = append(given, heldGiven{f: f, ok: has})
 			acks = append(acks, b.ack)
 			if b.ack.Next != nil {
 				seqs = append(seqs, b.ack.Next.Seq)
 			}
-		}
-		if needAdopt {
-			needAdopt = !a.adopt()
 		}
 		mark.Seq++
 		a.adopting.RLock()
@@ -338,6 +353,10 @@ func (a *acker) aheadLoop(lane int) {
 				b.slot.claimWritten()
 				continue
 			}
+			if given[i].ok {
+				b.slot.ackDone <- ackResult{next: given[i].f, more: true}
+				continue
+			}
 			if f, ok := got[i]; ok {
 				b.slot.ackDone <- ackResult{next: f, more: true}
 			} else {
@@ -346,6 +365,12 @@ func (a *acker) aheadLoop(lane int) {
 		}
 		needAdopt = a.tidyHold() || needAdopt
 	}
+}
+
+// heldGiven is the held job aheadLoop gave a waiting slot, if ok.
+type heldGiven struct {
+	f  wire.Fetched
+	ok bool
 }
 
 // writeAhead is write for aheadLoop. known is false when the outcome of
