@@ -64,10 +64,7 @@ func TestHoldAheadPauseAndStop(t *testing.T) {
 		t.Fatal("every job ran before the pause: the test proved nothing")
 	}
 	w.Resume()
-	testkit.Eventually(t, "every job processed", func() bool {
-		st, err := b.admin.Stats(ctx)
-		return err == nil && st.Processed == jobs
-	})
+	waitProcessed(t, b, jobs)
 	stop()
 	if k := aheadKeys(t, b); k != "" {
 		t.Fatalf("held jobs left after the worker stopped: %s", k)
@@ -250,10 +247,7 @@ func TestHoldAheadManyWorkersEachJobOnce(t *testing.T) {
 		})
 		stops = append(stops, testkit.RunWorker(t, w))
 	}
-	testkit.Eventually(t, "every job processed", func() bool {
-		st, err := b.admin.Stats(ctx)
-		return err == nil && st.Processed == jobs
-	})
+	waitProcessed(t, b, jobs)
 	for _, s := range stops {
 		s()
 	}
@@ -299,10 +293,7 @@ func TestHoldAheadGlobalPause(t *testing.T) {
 		t.Fatalf("paused: processed %d + pending %d, want %d with some pending", st.Processed, st.Pending, jobs)
 	}
 	b.srv.Do(t, "DEL", b.key("pause-all-workers"))
-	testkit.Eventually(t, "every job processed", func() bool {
-		st, err := b.admin.Stats(ctx)
-		return err == nil && st.Processed == jobs
-	})
+	waitProcessed(t, b, jobs)
 	for i := range jobs {
 		if n := runs.of(i); n != 1 {
 			t.Fatalf("job %d ran %d times", i, n)
@@ -315,7 +306,6 @@ func TestHoldAheadGlobalPause(t *testing.T) {
 func TestHoldAheadOneSlotKeepsOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := context.Background()
 	const jobs = 60
 	enqueueWork(t, b, jobs)
 	w := newWorker(t, b, resq.WorkerConfig{Concurrency: 1})
@@ -331,10 +321,7 @@ func TestHoldAheadOneSlotKeepsOrder(t *testing.T) {
 		return nil
 	})
 	testkit.RunWorker(t, w)
-	testkit.Eventually(t, "every job processed", func() bool {
-		st, err := b.admin.Stats(ctx)
-		return err == nil && st.Processed == jobs
-	})
+	waitProcessed(t, b, jobs)
 	mu.Lock()
 	defer mu.Unlock()
 	for i, n := range order {
