@@ -200,13 +200,12 @@ return out
 
 // aheadCall is one call of aheadScript.
 type aheadCall struct {
-	keys   []string
-	args   []any
-	fc     fetchCall // the sources, for parsing
-	base   string
-	ops    int // index of the first op in args
-	fetch  bool
-	nholds int
+	keys  []string
+	args  []any
+	fc    fetchCall // the sources, for parsing
+	base  string
+	ops   int // index of the first op in args
+	fetch bool
 }
 
 // aheadCall builds the script's keys and arguments. next nil: no fetch and
@@ -238,7 +237,6 @@ func (s *Store) aheadCall(acks []Ack, now time.Time, next *FetchRequest, owner s
 	if hold > 0 {
 		c.base = strconv.FormatInt(s.nextHoldBatch(), 10)
 	}
-	c.nholds = hold
 	c.args = make([]any, 0, 4+2*sources+2*len(acks))
 	c.args = append(c.args, sources, aheadLimit(next), hold, c.base)
 	if c.fetch {
