@@ -65,15 +65,16 @@ func (s *Store) Claim(h Held, now time.Time) (Fetched, *Claim) {
 	runAt, prefix := s.second.prefix(h.Job.Queue, now)
 	f := h.Job
 	f.RunAt = runAt
-	b := make([]byte, 0, len(prefix)+len(f.Raw)+8)
-	b = append(b, prefix...)
-	if f.storedAsIs {
-		b = append(b, f.Raw...)
-	} else {
-		b = appendString(b, string(f.Raw))
+	if f.storedAsIs { // the usual case: one allocation
+		var b strings.Builder
+		b.Grow(len(prefix) + len(f.Raw) + 1)
+		b.WriteString(prefix)
+		b.Write(f.Raw)
+		b.WriteByte('}')
+		return f, &Claim{Seq: h.Seq, record: b.String()}
 	}
-	b = append(b, '}')
-	return f, &Claim{Seq: h.Seq, record: string(b)}
+	b := appendString([]byte(prefix), string(f.Raw))
+	return f, &Claim{Seq: h.Seq, record: string(append(b, '}'))}
 }
 
 // AheadResult is what AckAhead did besides writing the acks.
